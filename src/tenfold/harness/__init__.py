@@ -1,0 +1,8 @@
+"""The reproduction harness: experiments declare arms, claims and budgets; the runner runs
+(arm, seed) units with resume, the verdict rule judges claims, and the report writer renders results.
+"""
+
+from tenfold.harness.experiment import Arm, Claim, Experiment, Metric, UnitContext, UnitResult
+from tenfold.harness.verdict import judge
+
+__all__ = ["Arm", "Claim", "Experiment", "Metric", "UnitContext", "UnitResult", "judge"]

@@ -1,0 +1,269 @@
+"""Run an experiment's (arm, seed) units with resume, then aggregate them into `results.json`.
+
+Layout of one method's output folder::
+
+    DIR/<method>/units/<arm>__seed<k>.json   one finished unit (written atomically)
+    DIR/<method>/work/<arm>__seed<k>/        the unit's private folder (mid-unit checkpoints)
+    DIR/<method>/results.json                the aggregate, rewritten after every unit
+    DIR/<method>/*.png                       plots
+
+A unit file records the config fingerprint it was run under; a rerun skips every unit whose file
+matches the current config and recomputes those that do not, so an interrupted run loses at most the
+unit in progress (and not even that, where the unit checkpoints itself into its work folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tenfold.common.atomic import atomic_write_json
+from tenfold.common.config import apply_overrides, to_dict
+from tenfold.common.errors import UserError, check_choice
+from tenfold.common.seeding import seed_everything
+from tenfold.harness.environment import environment
+from tenfold.harness.experiment import MODES, Arm, Experiment, UnitContext, UnitResult
+from tenfold.harness.memory import PeakMemory
+from tenfold.harness.verdict import judge
+
+SCHEMA_ID = "tenfold.results/1"
+
+
+def resolve_config(exp: Experiment, mode: str, overrides: Sequence[str] = ()) -> Any:
+    """The experiment's config for `mode`, with user `key=value` overrides applied on top."""
+    check_choice("mode", mode, MODES)
+    cfg = apply_overrides(exp.config_cls(), dict(exp.modes[mode]))
+    return apply_overrides(cfg, list(overrides))
+
+
+def fingerprint(cfg: Any, mode: str) -> str:
+    blob = json.dumps({"mode": mode, "config": to_dict(cfg)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def unit_seed(method: str, seed: int) -> int:
+    """A per-(method, seed) integer, so that methods do not share random streams."""
+    return int(hashlib.sha256(f"{method}/{seed}".encode()).hexdigest()[:8], 16)
+
+
+def run_experiment(
+    exp: Experiment,
+    paper: dict,
+    *,
+    mode: str = "quick",
+    seeds: int | None = None,
+    out_dir: str | Path = "results",
+    fresh: bool = False,
+    overrides: Sequence[str] = (),
+    device: str = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    on_unit_done: Callable[[str, int], None] | None = None,
+) -> Path:
+    """Run (or resume) every (arm, seed) unit of `exp` and write `out_dir/<name>/results.json`.
+
+    Parameters
+    ----------
+    exp : Experiment
+    paper : dict
+        {"number", "title", "arxiv"} for the result file.
+    mode : {"smoke", "quick", "full"}, default="quick"
+    seeds : int or None
+        Number of seeds (0..seeds-1); None takes the experiment's default for the mode.
+    fresh : bool, default=False
+        Delete earlier units of this method first instead of resuming.
+    overrides : sequence of "key=value"
+        Config overrides on top of the mode's budget.
+
+    Returns
+    -------
+    Path of the written results.json.
+    """
+    from tenfold.data.cache import cache_root
+
+    cfg = resolve_config(exp, mode, overrides)
+    n_seeds = exp.seeds[mode] if seeds is None else seeds
+    if n_seeds < 1:
+        raise UserError(f"Invalid seeds: {n_seeds}; expected an integer >= 1")
+    arms = list(exp.arms(cfg))
+    exp.check_claims(arms)
+    fp = fingerprint(cfg, mode)
+    method_dir = Path(out_dir) / exp.name
+    if fresh and method_dir.exists():
+        shutil.rmtree(method_dir)
+    (method_dir / "units").mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir else cache_root()
+
+    todo = [(arm, s) for s in range(n_seeds) for arm in arms]  # seed-major: pairs complete early
+    units: dict[tuple[str, int], dict] = {}
+    for arm, s in todo:
+        rec = _load_unit(method_dir, arm, s, fp)
+        if rec is not None:
+            units[(arm.name, s)] = rec
+    started = time.time()
+    bar = _bar(len(todo), len(units), exp.name, progress)
+    try:
+        for arm, s in todo:
+            if (arm.name, s) in units:
+                continue
+            bar.set_description(f"{exp.name} {arm.name} seed {s}")
+            units[(arm.name, s)] = _run_unit(exp, arm, s, cfg, fp, mode, method_dir, cache, device, progress)
+            _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=False)
+            bar.update(1)
+            if on_unit_done:
+                on_unit_done(arm.name, s)
+    finally:
+        bar.close()
+    path = _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=True)
+    return path
+
+
+def _bar(total: int, done: int, name: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=name, unit="unit", disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def _unit_path(method_dir: Path, arm: Arm, seed: int) -> Path:
+    return method_dir / "units" / f"{arm.name}__seed{seed}.json"
+
+
+def _load_unit(method_dir: Path, arm: Arm, seed: int, fp: str) -> dict | None:
+    path = _unit_path(method_dir, arm, seed)
+    if not path.exists():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return rec if rec.get("fingerprint") == fp else None
+
+
+def _run_unit(exp, arm, seed, cfg, fp, mode, method_dir, cache, device, progress) -> dict:
+    from tqdm.auto import tqdm
+
+    work = method_dir / "work" / f"{arm.name}__seed{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    fp_file = work / "fingerprint"
+    if fp_file.exists() and fp_file.read_text() != fp:  # stale checkpoints from another config
+        shutil.rmtree(work)
+        work.mkdir(parents=True)
+    fp_file.write_text(fp)
+
+    def bar(it=None, **kw):
+        kw.setdefault("leave", False)
+        kw.setdefault("dynamic_ncols", True)
+        return tqdm(it, disable=not progress, position=1, **kw)
+
+    ctx = UnitContext(work_dir=work, cache_dir=cache, device=device, mode=mode, progress=bar)
+    seed_everything(unit_seed(exp.name, seed))
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        res: UnitResult = exp.run_unit(arm, seed, cfg, ctx)
+    wall = time.perf_counter() - t0
+    unknown = set(res.metrics) - {m.name for m in exp.metrics}
+    if unknown:
+        raise ValueError(f"{exp.name}: run_unit returned undeclared metrics {sorted(unknown)}")
+    rec = {
+        "arm": arm.name,
+        "seed": seed,
+        "fingerprint": fp,
+        "metrics": {k: _clean(float(v)) for k, v in res.metrics.items()},
+        "curves": res.curves,
+        "extra": res.extra,
+        "notes": ctx.notes,
+        "wall_time_s": wall,
+        "peak_rss_mib": _clean(mem.peak_mib),
+        "cuda_peak_mib": mem.cuda_peak_mib,
+    }
+    atomic_write_json(_unit_path(method_dir, arm, seed), rec)
+    return rec
+
+
+def _clean(x: float) -> float | None:
+    """JSON has no NaN/inf: store them as null."""
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    mean = statistics.fmean(vals)
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return mean, std
+
+
+def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str) -> tuple[list, list, list]:
+    """Arms with per-seed metrics and mean/std, curves, and judged claims."""
+    arm_rows = []
+    for arm in arms:
+        recs = sorted((r for (a, _), r in units.items() if a == arm.name), key=lambda r: r["seed"])
+        per_seed = {str(r["seed"]): r["metrics"] for r in recs}
+        mean, std = {}, {}
+        for m in exp.metrics:
+            mu, sd = _stats([r["metrics"].get(m.name) for r in recs])
+            if mu is not None:
+                mean[m.name], std[m.name] = mu, sd
+        wall = _stats([r["wall_time_s"] for r in recs])
+        rss = _stats([r["peak_rss_mib"] for r in recs])
+        arm_rows.append({
+            "name": arm.name, "role": arm.role, "label": arm.display, "params": dict(arm.params),
+            "seeds_done": [r["seed"] for r in recs], "per_seed": per_seed, "mean": mean, "std": std,
+            "wall_time_s": {"mean": wall[0], "std": wall[1]}, "peak_rss_mib": {"mean": rss[0], "std": rss[1]},
+            "extra": {str(r["seed"]): r["extra"] for r in recs if r.get("extra")},
+            "notes": sorted({n for r in recs for n in r.get("notes", [])}),
+        })
+    curves = [
+        {"arm": r["arm"], "seed": r["seed"], "name": name, **curve}
+        for r in sorted(units.values(), key=lambda r: (r["arm"], r["seed"]))
+        for name, curve in r["curves"].items()
+    ]
+    claims = []
+    by_arm = {row["name"]: row["per_seed"] for row in arm_rows}
+    for c in exp.claims:
+        m = {s: v[c.metric] for s, v in by_arm[c.method].items() if v.get(c.metric) is not None}
+        b = {s: v[c.metric] for s, v in by_arm[c.baseline].items() if v.get(c.metric) is not None}
+        j = judge(c, m, b, mode)
+        j["evidence"] = {k: (_clean(v) if isinstance(v, float) else v) for k, v in j["evidence"].items()}
+        claims.append({"id": c.id, "statement": c.statement, "metric": c.metric, "unit": exp.metric(c.metric).unit,
+                       "method_arm": c.method, "baseline_arm": c.baseline, "direction": c.direction,
+                       "margin": c.margin, **j})
+    return arm_rows, curves, claims
+
+
+def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final) -> Path:
+    arm_rows, curves, claims = aggregate(exp, arms, units, mode)
+    complete = all((a.name, s) in units for a in arms for s in range(n_seeds))
+    results = {
+        "schema": SCHEMA_ID,
+        "method": exp.name,
+        "paper": paper,
+        "summary": exp.summary,
+        "mode": mode,
+        "seeds": list(range(n_seeds)),
+        "status": "complete" if complete else "partial",
+        "config": to_dict(cfg),
+        "environment": environment(device),
+        "wall_time_s": sum(r["wall_time_s"] for r in units.values()),
+        "metrics": [{"name": m.name, "unit": m.unit, "higher_is_better": m.higher_is_better,
+                     "description": m.description} for m in exp.metrics],
+        "arms": arm_rows,
+        "curves": curves,
+        "claims": claims,
+        "plots": [],
+    }
+    if final:
+        from tenfold.harness.plots import default_plots
+
+        plots = default_plots(results, method_dir)
+        if exp.plot is not None and units:
+            plots += exp.plot(results, method_dir)
+        results["plots"] = [p.name for p in plots]
+    return atomic_write_json(method_dir / "results.json", results)

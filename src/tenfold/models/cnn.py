@@ -1,0 +1,54 @@
+"""Small image classifiers for 28x28 / 32x32 inputs: a GroupNorm CNN (FL-friendly: no batch stats) and an MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SIZES = {"debug": (8, 16, 32), "small": (32, 64, 128), "base": (64, 128, 256)}
+
+
+class GNConvNet(nn.Module):
+    """Three conv blocks (conv3x3 -> GroupNorm -> ReLU -> maxpool) and a linear head.
+
+    Parameters
+    ----------
+    in_channels : int, default=1
+    n_classes : int, default=10
+    size : {"debug", "small", "base"}, default="small"
+        Channel widths per block: debug (8, 16, 32), small (32, 64, 128), base (64, 128, 256).
+
+    Input (B, C, H, W) with H = W in {28, 32}; output logits (B, n_classes).
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, size: str = "small"):
+        super().__init__()
+        if size not in SIZES:
+            raise ValueError(f"Invalid size: {size!r}; expected one of {', '.join(SIZES)}")
+        widths = SIZES[size]
+        layers, c = [], in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, padding=1), nn.GroupNorm(min(8, w // 4), w), nn.ReLU(), nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(c, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+class MLP(nn.Module):
+    """Flatten -> [Linear -> ReLU] * len(hidden) -> Linear."""
+
+    def __init__(self, in_features: int, n_classes: int, hidden: tuple[int, ...] = (256, 128)):
+        super().__init__()
+        dims = (in_features, *hidden)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(dims[-1], n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
