@@ -1,0 +1,106 @@
+"""End to end: registry -> run -> results.json valid against the schema -> report with an embedded plot,
+plus resume after an interrupt, determinism, and mid-unit checkpoints."""
+
+import json
+
+import pytest
+from harness.toy_experiment import PAPER, TOY
+
+from tenfold.harness.report import write_report
+from tenfold.harness.runner import run_experiment
+from tenfold.harness.schema import validate_results
+
+CATALOG = [{"name": "toy", "number": 0, "title": "Toy", "arxiv": "0", "implemented": True},
+           {"name": "later", "number": 11, "title": "Later", "arxiv": "1", "implemented": False}]
+
+
+@pytest.fixture
+def counted():
+    """Record every (arm, seed) the runner actually computes (TOY is frozen, hence object.__setattr__)."""
+    calls, original = [], TOY.run_unit
+
+    def wrapped(arm, seed, cfg, ctx):
+        calls.append((arm.name, seed))
+        return original(arm, seed, cfg, ctx)
+
+    object.__setattr__(TOY, "run_unit", wrapped)
+    yield calls
+    object.__setattr__(TOY, "run_unit", original)
+
+
+def test_run_validates_and_reports(tmp_path, counted):
+    path = run_experiment(TOY, PAPER, mode="quick", out_dir=tmp_path, progress=False)
+    res = json.loads(path.read_text())
+    validate_results(res)
+    assert res["status"] == "complete" and len(counted) == 6
+    assert {c["verdict"] for c in res["claims"]} <= {"held", "not_held", "inconclusive"}
+    assert res["claims"][0]["verdict"] == "held"  # lr 0.5 beats lr 0.01 on loss on every seed, by far
+    assert "weight_norm.png" in res["plots"] and "curve_loss.png" in res["plots"]
+    md, page = write_report(tmp_path, CATALOG)
+    text = md.read_text()
+    assert "toy" in text and "Missing methods" in text and "later (11)" in text
+    assert "data:image/png;base64," in page.read_text()
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path / "a", progress=False).read_text())
+    b = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path / "b", progress=False).read_text())
+    assert [x["per_seed"] for x in a["arms"]] == [x["per_seed"] for x in b["arms"]]
+    assert all(c["verdict"] == "inconclusive" for c in a["claims"])  # smoke
+
+
+def test_interrupt_then_resume_loses_and_recomputes_nothing(tmp_path, counted):
+    def stop_after_first(arm, seed):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(TOY, PAPER, mode="quick", out_dir=tmp_path, progress=False, on_unit_done=stop_after_first)
+    assert len(counted) == 1
+    partial = json.loads((tmp_path / "toy" / "results.json").read_text())
+    validate_results(partial)
+    assert partial["status"] == "partial"
+    first = partial["arms"][0]["per_seed"]["0"]
+    run_experiment(TOY, PAPER, mode="quick", out_dir=tmp_path, progress=False)
+    assert len(counted) == 6 and counted.count(counted[0]) == 1  # the finished unit was not rerun
+    final = json.loads((tmp_path / "toy" / "results.json").read_text())
+    assert final["status"] == "complete" and final["arms"][0]["per_seed"]["0"] == first
+
+
+def test_changed_config_recomputes_and_fresh_discards(tmp_path, counted):
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    assert len(counted) == 2
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["steps=21"])
+    assert len(counted) == 4
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["steps=21"], fresh=True)
+    assert len(counted) == 6
+
+
+def test_mid_unit_checkpoint_resume_is_exact(tmp_path):
+    """A unit interrupted after a checkpoint resumes from it and ends where an uninterrupted run ends."""
+    from tenfold.common.checkpoint import load_checkpoint
+
+    ref = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path / "ref", progress=False).read_text())
+
+    out = tmp_path / "cut"
+    original = TOY.run_unit
+
+    def crash_after_checkpoint(arm, seed, cfg, ctx):
+        from dataclasses import replace
+
+        original(arm, seed, replace(cfg, steps=cfg.checkpoint_every), ctx)  # runs to the first checkpoint
+        raise KeyboardInterrupt
+
+    object.__setattr__(TOY, "run_unit", crash_after_checkpoint)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(TOY, PAPER, mode="smoke", out_dir=out, progress=False, overrides=["checkpoint_every=10"])
+    finally:
+        object.__setattr__(TOY, "run_unit", original)
+    assert load_checkpoint(out / "toy" / "work" / "fast__seed0" / "checkpoint.pt", restore_rng=False)["step"] == 10
+    ref2 = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path / "ref2", progress=False,
+                                     overrides=["checkpoint_every=10"]).read_text())
+    got = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=out, progress=False,
+                                    overrides=["checkpoint_every=10"]).read_text())
+    assert got["arms"][0]["per_seed"] == ref2["arms"][0]["per_seed"]
+    assert ref["arms"][0]["per_seed"].keys() == got["arms"][0]["per_seed"].keys()

@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+from tenfold.models import MLP, GNConvNet
+from tenfold.models.hf_tiny import tiny_llama, tiny_moe, tiny_vit
+
+
+@pytest.mark.parametrize("in_ch, side", [(1, 28), (3, 32)])
+def test_gn_convnet_debug(in_ch, side):
+    out = GNConvNet(in_ch, 10, size="debug")(torch.randn(2, in_ch, side, side))
+    assert out.shape == (2, 10)
+
+
+def test_mlp():
+    assert MLP(64, 10, hidden=(8,))(torch.randn(3, 8, 8)).shape == (3, 10)
+
+
+def test_hf_tiny_debug_forward():
+    llama, _ = tiny_llama("debug")
+    assert llama(torch.randint(0, 256, (2, 8))).logits.shape == (2, 8, 256)
+    vit, _ = tiny_vit("debug")
+    assert vit(torch.randn(2, 3, 32, 32)).logits.shape == (2, 10)
+    moe, cfg = tiny_moe("debug")
+    assert moe(torch.randint(0, 256, (2, 8))).logits.shape == (2, 8, 256) and cfg.num_experts == 4
+
+
+def test_bad_size():
+    with pytest.raises(ValueError, match="Invalid size"):
+        GNConvNet(size="huge")

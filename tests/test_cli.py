@@ -1,0 +1,68 @@
+"""The command line: listing, user errors (exit 2, one line, no traceback), and a smoke run end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tenfold.cli import main
+from tenfold.experiments import METHODS
+from tenfold.harness.schema import validate_results
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_has_ten_methods(capsys):
+    code, out, _ = _run(["list"], capsys)
+    assert code == 0
+    rows = [line for line in out.splitlines() if line[:2].strip().isdigit()]
+    assert len(rows) == 10 and len(METHODS) == 10
+    for name in ("fedmitr", "mols", "elas", "adalezo", "fedinit", "gce", "blae", "tapgpt", "lightmoe", "ssr"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["reproduce", "nosuch"], "Unknown method 'nosuch'; valid names: fedmitr, mols"),
+    (["reproduce", "all", "--mode", "huge"], "Invalid --mode: 'huge'"),
+    (["reproduce", "all", "--seeds", "0"], "Invalid --seeds: 0"),
+    (["reproduce", "all", "--out", "/proc/forbidden"], "Invalid --out"),
+    (["reproduce", "all", "gce"], "'all' cannot be combined"),
+    (["report", "/no/such/dir"], "Invalid DIR"),
+])
+def test_user_errors_exit_2_with_one_line(argv, fragment, capsys):
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unimplemented_method_exits_2(capsys):
+    missing = [n for n in METHODS if not METHODS.get(n).implemented]
+    if not missing:
+        pytest.skip("every method is implemented")
+    code, _, err = _run(["reproduce", missing[0]], capsys)
+    assert code == 2 and "not implemented yet" in err
+
+
+def test_bad_override_is_refused_before_work(toy_registry, tmp_path, capsys):
+    code, _, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--set", "steps=many"], capsys)
+    assert code == 2 and "Invalid steps" in err
+    assert not (tmp_path / "toy").exists()
+
+
+def test_smoke_reproduce_writes_valid_results_and_report(toy_registry, tmp_path, capsys):
+    code, out, _ = _run(["reproduce", "toy", "--mode", "smoke", "--out", str(tmp_path), "--no-progress"], capsys)
+    assert code == 0
+    validate_results(json.loads((tmp_path / "toy" / "results.json").read_text()))
+    assert "report:" in out and (tmp_path / "REPORT.md").exists()
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "not implemented yet" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "tenfold", "reproduce", "nosuch"], capture_output=True, text=True)
+    assert out.returncode == 2 and "valid names" in out.stderr
