@@ -50,7 +50,7 @@ for _info in (
     MethodInfo("fedmitr", 1, "Provable Sparse Inversion and Token Relabel Enhanced One-shot FL with ViTs", "2605.10748",
                "one-shot federated distillation", "tenfold.federated.oneshot"),
     MethodInfo("mols", 2, "Revealing Modular Gradient Noise Imbalance in LLMs: Calibrating Adam via SNR", "2605.05794",
-               "optimizer", "tenfold.optim.MoLS"),
+               "optimizer", "tenfold.optim.MoLS", "tenfold.experiments.mols:EXPERIMENT"),
     MethodInfo("elas", 3, "ELAS: Efficient pre-training of Low-rank LLMs via 2:4 Activation Sparsity", "2605.03667",
                "low-rank + 2:4 activation sparsity", "tenfold.sparse.elasify"),
     MethodInfo("adalezo", 4, "Universally Empowering Zeroth-Order Optimization via Adaptive Layer-wise Sampling",

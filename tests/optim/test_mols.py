@@ -1,0 +1,302 @@
+"""MoLS: maths against naive references, AdamW/GaLore equivalence, resume, errors, DDP, HF Trainer, smoke run."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+
+import pytest
+import torch
+
+from tenfold.optim import MoLS, half_batch_snr, module_key, module_scales, module_snr, spearman
+from tenfold.optim.mols import _module_stats
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+def _steps(net, opt, n, seed=1, sched=None):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.randn(16, 4, generator=g)
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+# ---- equivalence with AdamW when scaling is off -------------------------------------------------------
+@pytest.mark.parametrize("kw", [
+    dict(lr=1e-2, weight_decay=0.0),
+    dict(lr=3e-3, weight_decay=0.1, betas=(0.8, 0.95)),
+    dict(lr=1e-2, weight_decay=0.01, eps=1e-6, maximize=True),
+])
+def test_scaling_off_is_adamw(kw):
+    a, b = _net(), _net()
+    ref = torch.optim.AdamW(a.parameters(), foreach=False, **kw)
+    opt = MoLS(b.named_parameters(), scaling=False, interval=1, warmup_steps=0, **kw)
+    _steps(a, ref, 25)
+    _steps(b, opt, 25)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+    assert all(v is not None for v in opt.snrs().values())  # diagnostics still recorded
+
+
+def test_unit_scales_equal_adamw_when_all_modules_equal():
+    """One module -> its normalised scale is exactly 1, so MoLS with scaling on is AdamW."""
+    a, b = _net(), _net()
+    ref = torch.optim.AdamW(a.parameters(), lr=1e-2, foreach=False)
+    opt = MoLS([{"params": list(b.parameters()), "module": "all"}], lr=1e-2, interval=2, warmup_steps=0)
+    _steps(a, ref, 12)
+    _steps(b, opt, 12)
+    assert opt.scales() == {"all": 1.0}
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+
+
+def test_scale_is_a_multiplier_not_written_into_lr():
+    net = _net()
+    opt = MoLS(net.named_parameters(), lr=1e-2, interval=1, warmup_steps=0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 ** s)
+    _steps(net, opt, 5, sched=sched)
+    assert all(g["lr"] == pytest.approx(1e-2 * 0.5 ** 5) for g in opt.param_groups)
+    assert any(abs(s - 1) > 1e-3 for s in opt.scales().values())
+    # the next step moves a module by lr * scale * m_hat / (sqrt(v_hat) + eps): check against a hand computation
+    g0 = opt.param_groups[0]
+    p = g0["params"][0]
+    before = p.detach().clone()
+    st = opt.state[p]
+    x = torch.randn(16, 4)
+    opt.zero_grad(); net(x).square().mean().backward()
+    grad = p.grad.clone()
+    b1, b2 = g0["betas"]
+    t = st["step"].item() + 1
+    m = st["exp_avg"] * b1 + (1 - b1) * grad
+    v = st["exp_avg_sq"] * b2 + (1 - b2) * grad * grad
+    opt.step()
+    # the scale used is the one refreshed at this step (interval=1)
+    s = g0["module_scale"]
+    expect = before * (1 - g0["lr"] * g0["weight_decay"]) - g0["lr"] * s * (m / (1 - b1 ** t)) / (
+        (v / (1 - b2 ** t)).sqrt() + g0["eps"])
+    torch.testing.assert_close(p.detach(), expect, rtol=1e-5, atol=1e-7)
+
+
+# ---- the maths, against naive references -------------------------------------------------------------
+def test_module_stats_and_snr_naive():
+    torch.manual_seed(0)
+    ms = [torch.randn(3, 2), torch.randn(4)]
+    vs = [m.square() + torch.rand_like(m) for m in ms]
+    step, b1, b2 = 7, 0.9, 0.95
+    s, n = _module_stats(ms, vs, step, b1, b2)
+    s_ref = n_ref = 0.0
+    for m, v in zip(ms, vs):
+        for mi, vi in zip(m.flatten().tolist(), v.flatten().tolist()):
+            mh, vh = mi / (1 - b1 ** step), vi / (1 - b2 ** step)
+            s_ref += mh * mh
+            n_ref += max(vh - mh * mh, 0.0)
+    assert s == pytest.approx(s_ref, rel=1e-6) and n == pytest.approx(n_ref, rel=1e-6)
+    rho = 0.1 / 1.9
+    assert module_snr(s, n, b1) == pytest.approx(max(s - rho * n, 0) / n, rel=1e-9)
+    assert module_snr(0.0, 1.0, b1) == 0.0
+
+
+@pytest.mark.parametrize("snrs,sizes,alpha,lo,hi,ref,expect", [
+    ([1.0, 4.0], [1, 1], 0.5, 0.1, 10, "geomean", [1 / math.sqrt(2), math.sqrt(2)]),
+    ([1.0, 4.0], [3, 1], 1.0, 0.1, 10, "geomean", [4 ** -0.25, 4 ** 0.75]),
+    ([1.0, 4.0], [1, 1], -0.5, 0.1, 10, "geomean", [math.sqrt(2), 1 / math.sqrt(2)]),
+    ([1e-6, 1e6], [1, 1], 1.0, 0.1, 10, "geomean", [0.1, 10.0]),
+    ([0.25, 4.0], [1, 1], 0.5, 0.1, 10, "none", [0.5, 2.0]),
+    ([0.0, 1.0], [1, 1], 0.5, 0.2, 5, "geomean", [0.2, 5.0]),
+])
+def test_module_scales_table(snrs, sizes, alpha, lo, hi, ref, expect):
+    got = module_scales(snrs, sizes, alpha=alpha, scale_min=lo, scale_max=hi, reference=ref)
+    assert got == pytest.approx(expect, rel=1e-9)
+
+
+@pytest.mark.parametrize("name,gran,key", [
+    ("model.layers.0.self_attn.q_proj.weight", "tensor", "model.layers.0.self_attn.q_proj.weight"),
+    ("model.layers.0.self_attn.q_proj.weight", "type", "q"),
+    ("model.layers.3.mlp.down_proj.weight", "layer", "layer3"),
+    ("model.layers.3.mlp.down_proj.weight", "type", "mlp"),
+    ("model.layers.1.post_attention_layernorm.weight", "type", "norm"),
+    ("model.embed_tokens.weight", "layer", "embed"),
+    ("lm_head.weight", "type", "head"),
+    ("vit.encoder.layer.2.attention.attention.value.weight", "type", "v"),
+    ("vit.encoder.layer.2.attention.output.dense.weight", "type", "o"),
+    ("vit.encoder.layer.2.output.dense.bias", "layer", "layer2"),
+    ("classifier.weight", "type", "head"),
+    ("weird.thing", "type", "other"),
+])
+def test_module_key_table(name, gran, key):
+    assert module_key(name, gran) == key
+
+
+def test_granularity_groups_and_custom_rules():
+    net = _net()
+    opt = MoLS(net.named_parameters(), granularity="type", rules=[("first", ("0.",)), ("second", ("2.",))])
+    assert [g["module"] for g in opt.param_groups] == ["first", "second"]
+    assert opt.module_sizes() == {"first": 40, "second": 27}
+
+
+def test_half_batch_snr_naive_and_spearman():
+    net = _net()
+    xa, xb = torch.randn(8, 4), torch.randn(8, 4)
+    loss = lambda m, x: m(x).square().mean()  # noqa: E731
+    mods = {"first": ["0.weight", "0.bias"], "last": ["2.weight"]}
+    got = half_batch_snr(net, loss, [(xa, xb)], mods)
+    ga = torch.autograd.grad(loss(net, xa), list(net.parameters()))
+    gb = torch.autograd.grad(loss(net, xb), list(net.parameters()))
+    names = [n for n, _ in net.named_parameters()]
+    for k, ns in mods.items():
+        a = torch.cat([ga[names.index(n)].flatten() for n in ns]).double()
+        b = torch.cat([gb[names.index(n)].flatten() for n in ns]).double()
+        assert got[k] == pytest.approx(max(float(a @ b), 0) / (float((a - b).square().sum()) / 4), rel=1e-6)
+    from scipy.stats import spearmanr
+
+    x, y = [3.0, 1.0, 2.0, 2.0, 5.0], [0.1, 0.5, 0.3, 0.2, 0.9]
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_warmup_keeps_scales_at_one():
+    net = _net()
+    opt = MoLS(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=10)
+    _steps(net, opt, 8)
+    assert set(opt.scales().values()) == {1.0} and all(v is not None for v in opt.snrs().values())
+    _steps(net, opt, 4, seed=2)
+    assert any(s != 1.0 for s in opt.scales().values())
+    assert opt.history and {"step", "snr", "scale"} <= set(opt.history[-1])
+
+
+# ---- checkpoint: bit-identical next step --------------------------------------------------------------
+def test_state_dict_resume_bit_identical(tmp_path):
+    net = _net()
+    opt = MoLS(net.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
+    _steps(net, opt, 10)
+    torch.save({"model": net.state_dict(), "opt": opt.state_dict()}, tmp_path / "ck.pt")
+    _steps(net, opt, 4, seed=5)
+    ck = torch.load(tmp_path / "ck.pt", weights_only=False)
+    net2 = _net(seed=3)
+    net2.load_state_dict(ck["model"])
+    opt2 = MoLS(net2.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
+    opt2.load_state_dict(ck["opt"])
+    assert opt2.snrs() == dict(zip(opt2.snrs(), [g["snr"] for g in ck["opt"]["param_groups"]]))
+    _steps(net2, opt2, 4, seed=5)
+    for p, q in zip(net.parameters(), net2.parameters()):
+        assert torch.equal(p, q)
+    assert opt.scales() == opt2.scales() and opt.snrs() == opt2.snrs()
+
+
+# ---- GaLore mode --------------------------------------------------------------------------------------
+def test_galore_mode_scaling_off_matches_galore_adamw():
+    galore = pytest.importorskip("galore_torch")
+    torch.manual_seed(0)
+    a = torch.nn.Linear(12, 10, bias=False)
+    b = copy.deepcopy(a)
+    gal = dict(rank=3, update_proj_gap=4, scale=0.5, proj_type="std")
+    ref = galore.GaLoreAdamW([{"params": [a.weight], **gal}], lr=1e-2, weight_decay=0.1, eps=1e-8,
+                             no_deprecation_warning=True)
+    opt = MoLS([{"params": [("weight", b.weight)], **gal}], lr=1e-2, weight_decay=0.1, scaling=False, interval=2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(9):
+        x = torch.randn(16, 12, generator=g)
+        for m, o in ((a, ref), (b, opt)):
+            o.zero_grad(); m(x).square().mean().backward(); o.step()
+    torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=1e-7)
+    assert opt.state[b.weight]["exp_avg"].shape == (3, 12)  # low-rank moments
+    assert opt.snrs()["weight"] is not None
+
+
+# ---- bad input: clear errors before any step ----------------------------------------------------------
+@pytest.mark.parametrize("kw,match", [
+    (dict(lr=-1.0), "Invalid lr"),
+    (dict(eps=-1e-8), "Invalid eps"),
+    (dict(betas=(0.9, 1.0)), "Invalid betas"),
+    (dict(betas=(-0.1, 0.9)), "Invalid betas"),
+    (dict(weight_decay=-0.1), "Invalid weight_decay"),
+    (dict(granularity="block"), "Invalid granularity.*tensor, layer, type"),
+    (dict(interval=0), "Invalid interval"),
+    (dict(snr_beta=1.0), "Invalid snr_beta"),
+    (dict(scale_min=2.0), "Invalid scale range"),
+    (dict(warmup_steps=-1), "Invalid warmup_steps"),
+    (dict(reference="mean"), "Invalid reference"),
+    (dict(alpha=float("nan")), "Invalid alpha"),
+    (dict(strict=True, rules=[("x", ("nothing",))]), "matched by no module rule"),
+])
+def test_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        MoLS(_net().named_parameters(), **kw)
+
+
+def test_sparse_gradients_refused_before_any_change():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = MoLS(emb.named_parameters(), lr=0.1)
+    before = emb.weight.detach().clone()
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step()
+    assert torch.equal(before, emb.weight)
+
+
+def test_empty_params_refused():
+    with pytest.raises(ValueError, match="empty"):
+        MoLS([])
+
+
+# ---- DDP: every rank ends with identical scales -------------------------------------------------------
+def test_ddp_two_ranks_identical_scales(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                           str(worker), str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{i}.pt") for i in range(2))
+    assert r0["scales"] == r1["scales"] and r0["snrs"] == r1["snrs"]
+    assert any(s != 1.0 for s in r0["scales"].values())
+    for a, b in zip(r0["w"], r1["w"]):
+        assert torch.equal(a, b)
+
+
+# ---- HF Trainer: MoLS through optimizers=(opt, sched) -------------------------------------------------
+def test_hf_trainer_example(tmp_path):
+    pytest.importorskip("accelerate")
+    from transformers import Trainer, TrainingArguments, get_cosine_schedule_with_warmup
+
+    from tenfold.models.hf_tiny import tiny_llama
+
+    model, _ = tiny_llama("debug")
+    data = [{"input_ids": torch.randint(0, 256, (16,)), "labels": None} for _ in range(16)]
+    for d in data:
+        d["labels"] = d["input_ids"]
+    opt = MoLS(model.named_parameters(), lr=3e-3, interval=2, warmup_steps=2)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=2, num_training_steps=8)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=2,
+                             report_to=[], logging_steps=4, save_strategy="no", use_cpu=True, disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=data, optimizers=(opt, sched)).train()
+    assert all(g["mols_step"] == 8 for g in opt.param_groups)
+    assert opt.history and any(s != 1.0 for s in opt.scales().values())
+
+
+# ---- the reproduction, smoke mode, validated against the schema --------------------------------------
+def test_experiment_smoke(tmp_path):
+    from tenfold.experiments.mols import EXPERIMENT
+    from tenfold.harness.runner import run_experiment
+    from tenfold.harness.schema import validate_results
+
+    path = run_experiment(EXPERIMENT, {"number": 2, "title": "MoLS", "arxiv": "2605.05794"}, mode="smoke",
+                          out_dir=tmp_path, progress=False)
+    validate_results(path)
+    import json
+
+    res = json.loads(path.read_text())
+    assert res["status"] == "complete" and {c["verdict"] for c in res["claims"]} == {"inconclusive"}
+    arms = {a["name"]: a for a in res["arms"]}
+    assert arms["mols"]["mean"]["tuning_runs"] == 0 and arms["modlr"]["mean"]["tuning_runs"] >= 1
+    assert "history" in arms["mols"]["extra"]["0"]
