@@ -46,12 +46,15 @@ def simulate(cfg: FLConfig, *, checkpoint_path=None, on_round=None, verbose: boo
     from tenfold.federated.server import make_server_app
 
     out: dict = {}
+    init_args = {"include_dashboard": False, "log_to_driver": verbose}
+    if os.environ.get("TENFOLD_RAY_CPUS"):  # cap how many clients train at once (default: all cores)
+        init_args["num_cpus"] = int(os.environ["TENFOLD_RAY_CPUS"])
     run_simulation(
         server_app=make_server_app(cfg, out, checkpoint_path=checkpoint_path, on_round=on_round, quiet=not verbose),
         client_app=make_client_app(),
         num_supernodes=cfg.n_clients,
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                        "init_args": {"include_dashboard": False, "log_to_driver": verbose}},
+                        "init_args": init_args},
         verbose_logging=verbose,
     )
     if "error" in out:
