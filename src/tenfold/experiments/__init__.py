@@ -58,7 +58,8 @@ for _info in (
     MethodInfo("fedinit", 5, "Understanding How Consistency Works in FL via Stage-wise Relaxed Initialization",
                "2306.05706", "federated learning", "tenfold.federated", "tenfold.experiments.fedinit:EXPERIMENT"),
     MethodInfo("gce", 6, "Towards Accurate and Calibrated Classification: Regularizing Cross-Entropy From A "
-               "Generative Perspective", "2604.06689", "calibration", "tenfold.calibration"),
+               "Generative Perspective", "2604.06689", "calibration", "tenfold.calibration",
+               "tenfold.experiments.gce:EXPERIMENT"),
     MethodInfo("blae", 7, "Bi-Lipschitz Autoencoder with Injectivity Guarantee", "2604.06701", "manifold learning",
                "tenfold.manifold.BLAE"),
     MethodInfo("tapgpt", 8, "Tabular LLMs for Interpretable Few-Shot Alzheimer's Disease Prediction", "2603.17191",
