@@ -1,0 +1,207 @@
+"""BLAE and the baseline autoencoders: losses vs naive references, the scikit-learn contract, resume, errors."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from tenfold.common.errors import UserError
+from tenfold.data import swiss_roll
+from tenfold.manifold import (AE, BLAE, GeoAE, IsoAE, bilipschitz_loss, decoder_jacobian, geodesic_distances,
+                              geodesic_mse_loss, injective_loss, isometry_loss)
+from tenfold.manifold.blae import _mlp
+
+TINY = dict(hidden=16, epochs=4, batch_size=64, random_state=0)
+CLASSES = [AE, BLAE, GeoAE, IsoAE]
+
+
+@pytest.fixture(scope="module")
+def roll():
+    X, t = swiss_roll(160, hole=True, seed=0)
+    return X, t
+
+
+# ------------------------------------------------------------------------------------------ losses vs naive
+
+@pytest.mark.parametrize("form", ["paper", "code"])
+@pytest.mark.parametrize("eps,delta_rel", [(0.3, 0.05), (0.8, 0.3), (1.0, 0.0)])
+def test_injective_loss_matches_naive(form, eps, delta_rel):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 3, generator=g)
+    D = torch.cdist(x, x)
+    z = torch.randn(9, 2, generator=g) * 0.5
+    terms = []
+    for i in range(9):
+        for j in range(i + 1, 9):
+            dm, dn = D[i, j].item(), (z[i] - z[j]).norm().item()
+            if dm > delta_rel * D.max().item() and dn > 0:
+                t = max(0.0, math.log(eps * dm / dn))  # ReLU(log(eps d_M / d_N)), the paper's form
+                if form == "code":
+                    t += 5 * max(0.0, dn / dm - 1)
+                terms.append(t)
+    got = injective_loss(D, z, eps=eps, delta_rel=delta_rel, form=form).item()
+    assert got == pytest.approx(np.mean(terms), rel=1e-5, abs=1e-6)
+
+
+def test_jacobian_and_jacobian_losses_match_naive():
+    torch.manual_seed(0)
+    dec = _mlp(2, 8, 2, 5)
+    z = torch.randn(4, 2)
+    J = decoder_jacobian(dec, z)
+    ref = torch.stack([torch.autograd.functional.jacobian(dec, zi) for zi in z])
+    assert J.shape == (4, 5, 2)
+    torch.testing.assert_close(J, ref, rtol=1e-5, atol=1e-6)
+    for kappa in (1.0, 2.0):
+        naive = []
+        for Ji in J.detach().numpy():
+            s = np.linalg.svd(Ji, compute_uv=False)
+            naive.append(max(0, 1 / kappa - s[-1]) ** 2 + max(0, s[0] - kappa) ** 2)
+        assert bilipschitz_loss(J, kappa=kappa).item() == pytest.approx(np.mean(naive), rel=1e-5)
+        naive = []
+        for Ji in J.detach().numpy():
+            G = Ji.T @ Ji
+            naive.append(2 * G[0, 1] ** 2 + sum(max(0, G[a, a] - kappa) ** 2 for a in range(2)))
+        assert bilipschitz_loss(J, kappa=kappa, form="code").item() == pytest.approx(np.mean(naive), rel=1e-5)
+    naive = np.mean([((Ji.T @ Ji - np.eye(2)) ** 2).sum() for Ji in J.detach().numpy()])
+    assert isometry_loss(J).item() == pytest.approx(naive, rel=1e-5)
+    # an isometric linear decoder (orthonormal columns) has zero penalty in every form
+    Q = torch.linalg.qr(torch.randn(5, 2))[0]
+    Jq = Q.expand(3, 5, 2)
+    assert bilipschitz_loss(Jq).item() == pytest.approx(0, abs=1e-10)
+    assert isometry_loss(Jq).item() == pytest.approx(0, abs=1e-10)
+
+
+def test_geodesic_mse_and_geodesic_distances(roll):
+    from sklearn.manifold import Isomap
+
+    X = roll[0]
+    D = geodesic_distances(X, 6)
+    ref = Isomap(n_neighbors=6, n_components=2).fit(X).dist_matrix_
+    np.testing.assert_allclose(D, ref, rtol=1e-5)
+    z = torch.randn(5, 2)
+    Dt = torch.as_tensor(D[:5, :5])
+    naive = np.mean([((z[i] - z[j]).norm().item() - D[i, j]) ** 2 for i in range(5) for j in range(i + 1, 5)])
+    assert geodesic_mse_loss(Dt, z).item() == pytest.approx(naive, rel=1e-5)
+
+
+def test_disconnected_graph_is_refused_or_connected():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(20, 3)), 100 + rng.normal(size=(20, 3))])
+    with pytest.raises(UserError, match="2 connected components.*larger n_neighbors"):
+        geodesic_distances(X, 3)
+    D = geodesic_distances(X, 3, connect_components=True)
+    assert np.isfinite(D).all() and D[0, 30] > 90
+    with pytest.raises(UserError, match="connected components"):
+        BLAE(**TINY).fit(X)
+    assert BLAE(**TINY, connect_components=True).fit(X).transform(X).shape == (40, 2)
+
+
+# ------------------------------------------------------------------------------------------ the estimator contract
+
+@parametrize_with_checks([AE(1, hidden=8, epochs=2, random_state=0),
+                          BLAE(1, hidden=8, epochs=2, random_state=0, connect_components=True)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_fit_transform_inverse_clone_pickle(cls, roll):
+    X = roll[0]
+    est = cls(**TINY)
+    Z = est.fit_transform(X)
+    assert Z.shape == (160, 2) and Z.dtype == np.float32
+    assert est.inverse_transform(Z).shape == (160, 3)
+    assert len(est.loss_curve_) == est.n_iter_ == 4 and len(est.validation_scores_) == 4
+    c = clone(est)
+    assert c.get_params() == est.get_params() and not hasattr(c, "encoder_")
+    np.testing.assert_array_equal(c.fit_transform(X), Z)  # same random_state: same result
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.transform(X), Z)
+
+
+def test_training_lowers_reconstruction_and_early_stopping(roll):
+    X = roll[0]
+    short = AE(**{**TINY, "epochs": 1, "validation_fraction": 0.0}).fit(X)
+    longer = AE(**{**TINY, "epochs": 40, "validation_fraction": 0.0}).fit(X)
+    mse = lambda m: float(np.mean((m.inverse_transform(m.transform(X)) - X) ** 2))  # noqa: E731
+    assert mse(longer) < mse(short)
+    es = AE(**{**TINY, "epochs": 200, "patience": 1, "lr": 0.5}).fit(X)  # a huge lr stalls: stops early
+    assert es.n_iter_ < 200 and 1 <= es.best_epoch_ <= es.n_iter_
+
+
+def test_regulariser_forms_change_training(roll):
+    X = roll[0]
+    base = BLAE(**TINY).fit_transform(X)
+    # (injective="code" only differs once latent distances exceed geodesic ones, which 4 epochs never reach;
+    # its extra term is checked against the naive reference above)
+    for kw in ({"bilipschitz": "code"}, {"lam_inj": 0.0}, {"lam_bilip": 0.0}):
+        assert not np.array_equal(BLAE(**TINY, **kw).fit_transform(X), base), kw
+
+
+def test_resume_is_bit_identical(roll, tmp_path):
+    X = roll[0]
+    full = BLAE(**{**TINY, "epochs": 6}).fit(X)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, est):
+        if epoch == 3:
+            raise Stop
+
+    path = tmp_path / "blae.pt"
+    with pytest.raises(Stop):
+        BLAE(**{**TINY, "epochs": 6}).fit(X, checkpoint_path=path, checkpoint_every=3, callback=interrupt)
+    seen = []
+    resumed = BLAE(**{**TINY, "epochs": 6}).fit(X, checkpoint_path=path, checkpoint_every=3,
+                                                 callback=lambda e, _: seen.append(e))
+    assert seen == [4, 5, 6]  # it restarted from epoch 3
+    for a, b in zip(full.encoder_.state_dict().values(), resumed.encoder_.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.loss_curve_ == full.loss_curve_
+    # a checkpoint for other parameters is ignored, not loaded
+    seen.clear()
+    BLAE(**{**TINY, "epochs": 6, "eps": 0.5}).fit(X, checkpoint_path=path, callback=lambda e, _: seen.append(e))
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+@pytest.mark.parametrize("kw,Xfn,match", [
+    ({}, lambda X: np.where(X > 5, np.nan, X), "NaN"),
+    ({}, lambda X: np.where(X > 5, np.inf, X), "infinity"),
+    ({"n_components": 3}, lambda X: X, "Invalid n_components: 3; expected fewer than n_features=3"),
+    ({"n_neighbors": 10}, lambda X: X[:8], "Invalid n_neighbors: 10; expected fewer than n_samples=8"),
+    ({"injective": "both"}, lambda X: X, "Invalid injective: 'both'; expected one of paper, code"),
+    ({"bilipschitz": "x"}, lambda X: X, "Invalid bilipschitz"),
+    ({"epochs": 0}, lambda X: X, "Invalid epochs"),
+    ({"lr": -1.0}, lambda X: X, "Invalid lr"),
+    ({"kappa": 0.5}, lambda X: X, "Invalid kappa"),
+    ({"eps": 0.0}, lambda X: X, "Invalid eps"),
+    ({"jac_fraction": 0.0}, lambda X: X, "Invalid jac_fraction"),
+    ({"validation_fraction": 0.7}, lambda X: X, "Invalid validation_fraction"),
+    ({"lr_schedule": "cosine"}, lambda X: X, "Invalid lr_schedule"),
+])
+def test_bad_input_is_refused(kw, Xfn, match, roll):
+    with pytest.raises(ValueError, match=match):
+        BLAE(**{**TINY, **kw}).fit(Xfn(roll[0]))
+
+
+def test_unfitted_and_wrong_shapes(roll):
+    X = roll[0]
+    with pytest.raises(NotFittedError):
+        BLAE().transform(X)
+    est = AE(**TINY).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        est.transform(X[:, :2])
+    with pytest.raises(UserError, match="Invalid Z"):
+        est.inverse_transform(np.zeros((3, 3)))
+    with pytest.raises(UserError, match="Invalid lam_geo"):
+        GeoAE(**TINY, lam_geo=-1).fit(X)
+    with pytest.raises(UserError, match="Invalid lam_iso"):
+        IsoAE(**TINY, lam_iso=-1).fit(X)
