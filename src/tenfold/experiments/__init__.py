@@ -55,7 +55,7 @@ for _info in (
                "low-rank + 2:4 activation sparsity", "tenfold.sparse.elasify",
                "tenfold.experiments.elas:EXPERIMENT"),
     MethodInfo("adalezo", 4, "Universally Empowering Zeroth-Order Optimization via Adaptive Layer-wise Sampling",
-               "2604.18264", "zeroth-order fine-tuning", "tenfold.zo.AdaLeZO"),
+               "2604.18264", "zeroth-order fine-tuning", "tenfold.zo.AdaLeZO", "tenfold.experiments.adalezo:EXPERIMENT"),
     MethodInfo("fedinit", 5, "Understanding How Consistency Works in FL via Stage-wise Relaxed Initialization",
                "2306.05706", "federated learning", "tenfold.federated", "tenfold.experiments.fedinit:EXPERIMENT"),
     MethodInfo("gce", 6, "Towards Accurate and Calibrated Classification: Regularizing Cross-Entropy From A "
