@@ -36,10 +36,10 @@ import torch
 from tenfold.common.atomic import atomic_write_json
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import field, to_dict
+from tenfold.experiments._lm import UNIFORM_LOSS, byte_lm_data, evaluate, random_batch, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
 
 TUNE_SEED = 10_000
-UNIFORM_LOSS = math.log(256)  # a diverged run is scored as the uniform byte predictor
 
 
 @dataclass
@@ -67,20 +67,6 @@ class ElasExpConfig:
 
 
 # ---- data and model --------------------------------------------------------------------------------
-_DATA: dict = {}
-
-
-def _data():
-    if "lm" not in _DATA:
-        from tenfold.data.text import byte_tokens, shakespeare_text, train_val_split
-
-        train, val = train_val_split(byte_tokens(shakespeare_text()), 0.1)
-        half = len(val) // 2  # first half scores tuning runs, second half the reported numbers
-        _DATA["lm"] = (torch.from_numpy(train.astype(np.int64)), torch.from_numpy(val[:half].astype(np.int64)),
-                       torch.from_numpy(val[half:].astype(np.int64)))
-    return _DATA["lm"]
-
-
 def _sizes(cfg) -> dict:
     from tenfold.models.hf_tiny import LLAMA_SIZES
 
@@ -116,42 +102,21 @@ def _model(kind: str, cfg, seed: int):
     return elasify(model, **kw) if kw is not None else model
 
 
-def _val_windows(tokens, cfg):
-    n = cfg.eval_batches * cfg.batch_size
-    starts = torch.linspace(0, len(tokens) - cfg.seq_len - 2, n).long()
-    return torch.stack([tokens[s:s + cfg.seq_len] for s in starts]).split(cfg.batch_size)
-
-
-@torch.no_grad()
-def _evaluate(model, windows) -> float:
-    model.eval()
-    loss = float(np.mean([model(input_ids=w, labels=w).loss.item() for w in windows]))
-    model.train()
-    return loss if math.isfinite(loss) and loss < UNIFORM_LOSS else UNIFORM_LOSS
-
-
-def _lr_at(step, cfg):
-    warm = max(1, int(cfg.lr_warmup_frac * cfg.steps))
-    if step < warm:
-        return (step + 1) / warm
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
-
-
 def _train(kind: str, lr: float, cfg, seed: int, split: str, ctx=None, ckpt: Path | None = None) -> dict:
     """Train one arm; returns the val-loss curve, final loss, step times and the model."""
     from tenfold.sparse import attach_warmup
 
-    train, tune_val, test_val = _data()
-    windows = _val_windows(tune_val if split == "tune" else test_val, cfg)
+    train, tune_val, test_val = byte_lm_data()
+    windows = val_windows(tune_val if split == "tune" else test_val, cfg.seq_len, cfg.batch_size, cfg.eval_batches)
     model = _model(kind, cfg, seed)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     rest = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), foreach=False)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.lr_warmup_frac))
     attach_warmup(opt, model)  # the 2:4 warm-up counter follows optimizer steps
     gen = torch.Generator().manual_seed(seed)
-    start, xs, ys, diverged, times = 0, [0], [_evaluate(model, windows)], False, []
+    start, xs, ys, diverged, times = 0, [0], [evaluate(model, windows)], False, []
     ck = load_checkpoint(ckpt) if ckpt is not None else None
     if ck is not None:
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["sched"])
@@ -161,8 +126,7 @@ def _train(kind: str, lr: float, cfg, seed: int, split: str, ctx=None, ckpt: Pat
     for step in (ctx.progress(steps, desc=kind) if ctx is not None else steps):
         if diverged:
             break
-        idx = torch.randint(0, len(train) - cfg.seq_len - 1, (cfg.batch_size,), generator=gen)
-        x = torch.stack([train[i:i + cfg.seq_len] for i in idx.tolist()])
+        x = random_batch(train, cfg.seq_len, cfg.batch_size, gen)
         t0 = time.perf_counter()
         loss = model(input_ids=x, labels=x).loss
         if not torch.isfinite(loss):
@@ -176,7 +140,7 @@ def _train(kind: str, lr: float, cfg, seed: int, split: str, ctx=None, ckpt: Pat
         times.append(time.perf_counter() - t0)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             xs.append(step + 1)
-            ys.append(_evaluate(model, windows))
+            ys.append(evaluate(model, windows))
         if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(ckpt, model=model.state_dict(), optimizer=opt.state_dict(), sched=sched.state_dict(),
                             gen=gen.get_state(), step=step + 1, xs=xs, ys=ys, diverged=diverged, times=times,
@@ -230,7 +194,7 @@ def _act_stats(model, cfg) -> dict[str, float]:
     seen: list[dict] = []
     hooks = [f.register_forward_pre_hook(lambda m, a: seen.append(m.activation_stats(a[0]))) for f in ffns]
     model.eval()
-    for w in _val_windows(_data()[2], cfg)[:2]:
+    for w in val_windows(byte_lm_data()[2], cfg.seq_len, cfg.batch_size, cfg.eval_batches)[:2]:
         model(input_ids=w)
     model.train()
     for h in hooks:

@@ -36,10 +36,10 @@ from tenfold.common.atomic import atomic_write_json
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import field, to_dict
 from tenfold.common.errors import UserError
+from tenfold.experiments._lm import UNIFORM_LOSS, byte_lm_data, evaluate, random_batch, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
 
 TUNE_SEED = 10_000
-UNIFORM_LOSS = math.log(256)  # a diverged run is scored as the uniform byte predictor
 
 
 @dataclass
@@ -78,20 +78,6 @@ class MoLSConfig:
 
 
 # ---- data and model --------------------------------------------------------------------------------
-_DATA: dict = {}
-
-
-def _data():
-    if "lm" not in _DATA:
-        from tenfold.data.text import byte_tokens, shakespeare_text, train_val_split
-
-        train, val = train_val_split(byte_tokens(shakespeare_text()), 0.1)
-        half = len(val) // 2  # first half scores tuning runs, second half the reported numbers
-        _DATA["lm"] = (torch.from_numpy(train.astype(np.int64)), torch.from_numpy(val[:half].astype(np.int64)),
-                       torch.from_numpy(val[half:].astype(np.int64)))
-    return _DATA["lm"]
-
-
 def _model(cfg, seed):
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -107,21 +93,6 @@ def _model(cfg, seed):
     conf = LlamaConfig(vocab_size=256, max_position_embeddings=max(cfg.seq_len, 128), tie_word_embeddings=False,
                        **size)
     return LlamaForCausalLM(conf), conf
-
-
-def _val_windows(tokens, cfg):
-    n = cfg.eval_batches * cfg.batch_size
-    starts = torch.linspace(0, len(tokens) - cfg.seq_len - 2, n).long()
-    return torch.stack([tokens[s:s + cfg.seq_len] for s in starts]).split(cfg.batch_size)
-
-
-@torch.no_grad()
-def _evaluate(model, windows) -> float:
-    model.eval()
-    losses = [model(input_ids=w, labels=w).loss.item() for w in windows]
-    model.train()
-    loss = float(np.mean(losses))
-    return loss if math.isfinite(loss) and loss < UNIFORM_LOSS else UNIFORM_LOSS
 
 
 def _group_of(name: str) -> str:
@@ -184,23 +155,15 @@ def _make_opt(spec: dict, model, cfg):
     raise UserError(f"Invalid optimizer kind: {kind!r}")
 
 
-def _lr_at(step, cfg):
-    warm = max(1, int(cfg.warmup_frac * cfg.steps))
-    if step < warm:
-        return (step + 1) / warm
-    prog = (step - warm) / max(1, cfg.steps - warm)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog))
-
-
 def _train_lm(spec: dict, cfg, seed: int, split: str, ctx=None, ckpt: Path | None = None) -> dict:
     """Train one tiny LLaMA with `spec`; returns the val-loss curve, final loss and MoLS history."""
-    train, tune_val, test_val = _data()
-    windows = _val_windows(tune_val if split == "tune" else test_val, cfg)
+    train, tune_val, test_val = byte_lm_data()
+    windows = val_windows(tune_val if split == "tune" else test_val, cfg.seq_len, cfg.batch_size, cfg.eval_batches)
     model, _ = _model(cfg, seed)
     opt = _make_opt(spec, model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_frac))
     gen = torch.Generator().manual_seed(seed)
-    start, xs, ys, diverged = 0, [0], [_evaluate(model, windows)], False
+    start, xs, ys, diverged = 0, [0], [evaluate(model, windows)], False
     ck = load_checkpoint(ckpt) if ckpt is not None else None
     if ck is not None:
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["sched"])
@@ -210,8 +173,7 @@ def _train_lm(spec: dict, cfg, seed: int, split: str, ctx=None, ckpt: Path | Non
     for step in (ctx.progress(steps, desc=spec["kind"]) if ctx is not None else steps):
         if diverged:
             break
-        idx = torch.randint(0, len(train) - cfg.seq_len - 1, (cfg.batch_size,), generator=gen)
-        x = torch.stack([train[i:i + cfg.seq_len] for i in idx.tolist()])
+        x = random_batch(train, cfg.seq_len, cfg.batch_size, gen)
         loss = model(input_ids=x, labels=x).loss
         if not torch.isfinite(loss):
             diverged = True
@@ -223,7 +185,7 @@ def _train_lm(spec: dict, cfg, seed: int, split: str, ctx=None, ckpt: Path | Non
         sched.step()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             xs.append(step + 1)
-            ys.append(_evaluate(model, windows))
+            ys.append(evaluate(model, windows))
         if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(ckpt, model=model.state_dict(), optimizer=opt.state_dict(), sched=sched.state_dict(),
                             gen=gen.get_state(), step=step + 1, xs=xs, ys=ys, diverged=diverged,
@@ -319,7 +281,7 @@ def _fmnist_run(kind: str, lr: float, cfg, seed: int, split: str) -> dict:
     else:
         opt = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in groups], lr=lr,
                                 betas=(0.9, cfg.beta2), foreach=False)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, _ScaledSteps(cfg, steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, cfg.warmup_frac))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(cfg.fmnist_epochs):
         for b in torch.randperm(len(xtr), generator=gen).split(64):
@@ -332,16 +294,6 @@ def _fmnist_run(kind: str, lr: float, cfg, seed: int, split: str) -> dict:
         logits = torch.cat([model(pixel_values=c).logits for c in xev.split(500)])
     loss = float(torch.nn.functional.cross_entropy(logits, yev))
     return {"loss": loss if math.isfinite(loss) else float("nan"), "acc": 100 * float((logits.argmax(1) == yev).float().mean())}
-
-
-@dataclass
-class _ScaledSteps:
-    base: MoLSConfig
-    steps: int
-
-    @property
-    def warmup_frac(self):
-        return self.base.warmup_frac
 
 
 # ---- arms and units ---------------------------------------------------------------------------------
@@ -408,12 +360,11 @@ def _snr_check(model, opt, cfg, seed) -> float:
     """Spearman between the optimizer's EMA module SNRs and the two-half-batch ground truth."""
     from tenfold.optim import half_batch_snr, spearman
 
-    train = _data()[0]
+    train = byte_lm_data()[0]
     gen = torch.Generator().manual_seed(seed + 1)
 
     def batch():
-        idx = torch.randint(0, len(train) - cfg.seq_len - 1, (cfg.batch_size // 2,), generator=gen)
-        return torch.stack([train[i:i + cfg.seq_len] for i in idx.tolist()])
+        return random_batch(train, cfg.seq_len, cfg.batch_size // 2, gen)
 
     mods = {g["module"]: g["param_names"] for g in opt.param_groups if g["snr"] is not None}
     truth = half_batch_snr(model, lambda m, x: m(input_ids=x, labels=x).loss,
