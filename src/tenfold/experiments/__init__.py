@@ -48,7 +48,7 @@ METHODS: Registry[MethodInfo] = Registry("method")
 
 for _info in (
     MethodInfo("fedmitr", 1, "Provable Sparse Inversion and Token Relabel Enhanced One-shot FL with ViTs", "2605.10748",
-               "one-shot federated distillation", "tenfold.federated.oneshot"),
+               "one-shot federated distillation", "tenfold.federated.oneshot", "tenfold.experiments.fedmitr:EXPERIMENT"),
     MethodInfo("mols", 2, "Revealing Modular Gradient Noise Imbalance in LLMs: Calibrating Adam via SNR", "2605.05794",
                "optimizer", "tenfold.optim.MoLS", "tenfold.experiments.mols:EXPERIMENT"),
     MethodInfo("elas", 3, "ELAS: Efficient pre-training of Low-rank LLMs via 2:4 Activation Sparsity", "2605.03667",

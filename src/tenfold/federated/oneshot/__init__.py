@@ -1,0 +1,10 @@
+"""One-shot federated learning: FedMITR (sparse model inversion + token relabel) and its Flower round.
+
+`fedmitr` needs only torch and transformers; `flower` imports `flwr` lazily inside its functions.
+"""
+
+from tenfold.federated.oneshot.fedmitr import (SparseInverter, SyntheticSet, TokenRelabelLoss, evaluate_accuracy,
+                                               one_shot_distill, vit_forward)
+
+__all__ = ["SparseInverter", "SyntheticSet", "TokenRelabelLoss", "one_shot_distill", "vit_forward",
+           "evaluate_accuracy"]

@@ -1,0 +1,166 @@
+"""FedMITR core: the token-dropping ViT forward against HF's own, sparse inversion (halting really skips work and
+freezes pixels), the token-relabel loss against a naive loop, determinism/save-reuse, and error messages."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from tenfold.common.errors import UserError
+from tenfold.federated.oneshot import SparseInverter, SyntheticSet, TokenRelabelLoss, one_shot_distill, vit_forward
+from tenfold.federated.oneshot.fedmitr import (_flip_index, attention_mask, ensemble_forward, ensemble_weights,
+                                               patch_mask_to_pixels, vit_geometry)
+from tenfold.models.hf_tiny import tiny_vit
+
+
+def _vit(seed=0, **kw):
+    torch.manual_seed(seed)
+    args = dict(image_size=12, patch_size=4, num_channels=1, num_labels=5)
+    args.update(kw)
+    m, _ = tiny_vit("debug", **args)
+    return m.eval()
+
+
+@pytest.mark.parametrize("patch,size", [(4, 12), (7, 28), (2, 8)])
+def test_forward_matches_hf_and_cls_attention(patch, size):
+    m = _vit(image_size=size, patch_size=patch)
+    x = torch.randn(3, 1, size, size)
+    n = (size // patch) ** 2
+    out = vit_forward(m, x, cls_attention=True)
+    full = vit_forward(m, x, torch.arange(n).expand(3, n))
+    torch.testing.assert_close(out["logits"], m(x).logits)
+    torch.testing.assert_close(full["logits"], m(x).logits)
+    m.set_attn_implementation("eager")
+    ref = m(x, output_attentions=True).attentions[-1][:, :, 0, 1:].mean(1)     # (B, N), HF's own weights
+    torch.testing.assert_close(out["cls_attn"], ref)
+    assert out["tokens"].shape == (3, n, m.config.hidden_size)
+
+
+def test_dropped_tokens_equal_a_naive_shorter_sequence():
+    m = _vit()
+    x = torch.randn(2, 1, 12, 12)
+    keep = torch.tensor([[0, 4, 8], [1, 2, 7]])
+    emb = m.vit.embeddings(x)                                                     # (2, 10, D) from HF
+    seq = torch.stack([torch.cat([emb[b, :1], emb[b, 1:][keep[b]]]) for b in range(2)])
+    h = seq
+    for layer in m.vit.layers:
+        h = layer(h)
+    ref = m.classifier(m.vit.layernorm(h)[:, 0])
+    torch.testing.assert_close(vit_forward(m, x, keep)["logits"], ref)
+
+
+def test_flip_index_matches_torch_flip():
+    grid = 3
+    img = torch.arange(grid * grid).float().view(1, 1, grid, grid)              # patch size 1: pixel = patch
+    flipped = torch.flip(img, dims=(-1,)).flatten()
+    keep = torch.tensor([[0, 2, 4, 7]])
+    # the patch that index k points at in the original sits at _flip_index(k) in the flipped image
+    assert torch.equal(flipped[_flip_index(keep, grid)], img.flatten()[keep])
+
+
+@pytest.mark.parametrize("cls_w,dense_w,t", [(1.0, 1.0, 1.0), (0.5, 2.0, 3.0), (1.0, 0.0, 2.0), (0.0, 1.0, 1.0)])
+def test_token_relabel_loss_matches_naive_loop(cls_w, dense_w, t):
+    torch.manual_seed(0)
+    b, n, c = 3, 4, 5
+    cls, tok = torch.randn(b, c), torch.randn(b, n, c)
+    y, soft = torch.randint(0, c, (b,)), torch.softmax(torch.randn(b, c), -1)
+    mask = torch.tensor([[1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]]).float()
+    ref = 0.0
+    for i in range(b):
+        target = torch.softmax(torch.log(soft[i]) / t, -1)
+        kl = sum(target[j] * (torch.log(target[j]) - F.log_softmax(cls[i] / t, -1)[j]) for j in range(c))
+        ref += cls_w * t * t * kl / b
+        for k in range(n):
+            lp = F.log_softmax(tok[i, k], -1)
+            term = -lp[y[i]] if mask[i, k] else -(soft[i] * lp).sum()
+            ref += dense_w * term / (b * n)
+    got = TokenRelabelLoss(cls_w, dense_w, t)(cls, tok if dense_w else None, y, soft, mask)
+    torch.testing.assert_close(got, torch.as_tensor(ref, dtype=got.dtype), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ratio,prune_at,n,expected_keep", [(0.0, (0.5,), 9, 9), (0.5, (0.5,), 9, 5),
+                                                            (0.3, (0.3, 0.6), 9, 5), (0.9, (0.2, 0.4, 0.6), 9, 1)])
+def test_keep_schedule_and_work(ratio, prune_at, n, expected_keep):
+    models = [_vit(0), _vit(1)]
+    inv = SparseInverter(steps=20, batch_size=4, prune_at=prune_at, prune_ratio=ratio, seed=0)
+    s = inv.synthesize(models, 4)
+    assert s.mask.shape == (4, n) and torch.all(s.mask.sum(1) == expected_keep)
+    assert inv.keep_count(n) == expected_keep
+    dense = SparseInverter(steps=20, batch_size=4, prune_ratio=0.0, seed=0).synthesize(models, 4)
+    if expected_keep < n:     # halted tokens are not forwarded: less work, ranking passes included
+        assert s.stats["token_steps"] < dense.stats["token_steps"]
+    else:
+        assert s.stats["token_steps"] == dense.stats["token_steps"]
+
+
+def test_halted_patches_are_frozen():
+    models = [_vit(0)]
+    geo = vit_geometry(models)
+    inv = SparseInverter(steps=5, batch_size=3, prune_at=(0.01,), prune_ratio=0.5, flip=False, tv_weight=1.0,
+                         l2_weight=1.0)                                 # pruning at step 1, before any update
+    w = ensemble_weights(None, 1, 5)
+    x, mask, _ = inv.invert_batch(models, torch.tensor([0, 1, 2]), geo, w, torch.Generator().manual_seed(7))
+    x0 = torch.randn(3, 1, 12, 12, generator=torch.Generator().manual_seed(7))
+    halted = patch_mask_to_pixels(1 - mask, 4, 3).bool()
+    assert halted.any() and torch.equal(x[halted], x0[halted])           # priors do not move halted pixels either
+    assert not torch.equal(x[~halted], x0[~halted])
+
+
+def test_synthesis_deterministic_save_and_reuse_gives_identical_student(tmp_path):
+    models = [_vit(0), _vit(1)]
+    inv = SparseInverter(steps=4, batch_size=4, prune_at=(0.5,), prune_ratio=0.5, seed=3)
+    a, b = inv.synthesize(models, 6), inv.synthesize(models, 6)
+    assert torch.equal(a.x, b.x) and torch.equal(a.mask, b.mask) and torch.equal(a.y, b.y)
+    a.save(tmp_path / "syn.pt")
+    loaded = SyntheticSet.load(tmp_path / "syn.pt")
+    students = []
+    for syn in (a, loaded):
+        st = _vit(9)
+        one_shot_distill(models, st, None, synthetic=syn, epochs=2, batch_size=4, seed=1)
+        students.append(st.state_dict())
+    for k in students[0]:
+        assert torch.equal(students[0][k], students[1][k]), k
+
+
+def test_one_shot_distill_trains_and_relabel_uses_posthoc_mask():
+    models = [_vit(0), _vit(1)]
+    st = _vit(5)
+    before = {k: v.clone() for k, v in st.state_dict().items()}
+    out = one_shot_distill(models, st, SparseInverter(steps=3, batch_size=4, prune_ratio=0.0), n_images=4,
+                           epochs=3, batch_size=4, posthoc_keep=0.5)
+    assert out["aux_head"] is not None and len(out["losses"]) == 3 and len(out["synthetic"]) == 4
+    assert any(not torch.equal(before[k], v) for k, v in st.state_dict().items())
+    m = attention_mask(models, out["synthetic"].x, 0.5)
+    assert torch.all(m.sum(1) == 4)          # round(9 * 0.5) = 4 high-information patches per image
+
+
+def test_ensemble_weights_and_mixture():
+    counts = torch.tensor([[10, 0, 5], [0, 10, 5]])
+    w = ensemble_weights(counts, 2, 3, "label_count")
+    torch.testing.assert_close(w.sum(0), torch.ones(3))
+    assert w[0, 0] > 0.99 and w[1, 1] > 0.99 and abs(w[0, 2] - 0.5) < 1e-6
+    models = [_vit(0, num_labels=3), _vit(1, num_labels=3)]
+    x = torch.randn(2, 1, 12, 12)
+    p = torch.stack([torch.softmax(m(x).logits, -1) for m in models]).mean(0)
+    torch.testing.assert_close(ensemble_forward(models, x)["log_prob"].exp(), p)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: SparseInverter(prune_ratio=1.0), "prune_ratio"),
+    (lambda: SparseInverter(prune_ratio=-0.1), "prune_ratio"),
+    (lambda: SparseInverter(prune_at=(1.5,)), "prune_at"),
+    (lambda: SparseInverter(steps=0), "steps"),
+    (lambda: SparseInverter(ensemble_weighting="median"), "ensemble_weighting"),
+    (lambda: TokenRelabelLoss(0.0, 0.0), "weights"),
+    (lambda: TokenRelabelLoss(temperature=0), "temperature"),
+    (lambda: vit_geometry([]), "client_models"),
+    (lambda: vit_geometry([_vit(), _vit(num_labels=7)]), "num_labels"),
+    (lambda: vit_geometry([_vit(), _vit(patch_size=6)]), "patch_size"),
+    (lambda: vit_geometry([torch.nn.Linear(2, 2)]), "ViTForImageClassification"),
+    (lambda: one_shot_distill([_vit()], _vit(num_labels=3), None, synthetic=None), "student"),
+    (lambda: one_shot_distill([_vit()], _vit(), None), "inverter"),
+    (lambda: one_shot_distill([_vit()], _vit(), None, train_on="half"), "train_on"),
+    (lambda: ensemble_weights(None, 2, 3, "label_count"), "label_counts"),
+])
+def test_errors(make, match):
+    with pytest.raises(UserError, match=match):
+        make()
