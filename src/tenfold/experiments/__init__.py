@@ -66,7 +66,7 @@ for _info in (
     MethodInfo("tapgpt", 8, "Tabular LLMs for Interpretable Few-Shot Alzheimer's Disease Prediction", "2603.17191",
                "tabular LLM classifier", "tenfold.tabular.TAPGPTClassifier"),
     MethodInfo("lightmoe", 9, "LightMoE: MoE compression by expert replacing", "2603.12645", "MoE compression",
-               "tenfold.moe.compress"),
+               "tenfold.moe.compress", "tenfold.experiments.lightmoe:EXPERIMENT"),
     MethodInfo("ssr", 10, "ACE-Brain-0: Spatial Intelligence as a Shared Scaffold for Universal Embodiments",
                "2603.03198", "model merging + GRPO", "tenfold.merging.ssr"),
 ):

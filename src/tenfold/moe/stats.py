@@ -1,0 +1,150 @@
+"""Expert statistics of an HF MoE model from calibration data (used by LightMoE and its baselines).
+
+For every MoE layer (a module with a `gate` router and an `experts` store of 3-D weights, as in
+`Qwen2MoeSparseMoeBlock` / `OlmoeSparseMoeBlock` of transformers >= 5) this records, over calibration tokens:
+routing frequency (share of tokens whose top-k holds the expert), gate mass (mean routing weight), the
+router-logit similarity between experts (MC-SMoE's grouping signal) and the cosine similarity of expert
+outputs on a subsample of the layer's tokens (HC-SMoE's signal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tenfold.common.errors import UserError
+
+
+def moe_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(fully-qualified name, block) of every MoE block: a module with `gate` and `experts` children."""
+    out = []
+    for name, mod in model.named_modules():
+        experts = getattr(mod, "experts", None)
+        if hasattr(mod, "gate") and experts is not None and (hasattr(experts, "down_proj")
+                                                             or hasattr(experts, "dense_weights")):
+            out.append((name, mod))
+    return out
+
+
+def require_moe(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """`moe_layers(model)`, or a `UserError` when the model has none."""
+    layers = moe_layers(model)
+    if not layers:
+        raise UserError(f"Invalid model: {type(model).__name__} has no MoE layers (modules with `gate` and "
+                        "`experts` holding 3-D gate_up_proj/down_proj, e.g. Qwen2MoeSparseMoeBlock)")
+    return layers
+
+
+def expert_weights(experts: nn.Module) -> tuple[Tensor, Tensor]:
+    """Per-slot dense weights: gate_up (E, 2I, H) and down (E, H, I), materialised for compressed stores."""
+    if hasattr(experts, "dense_weights"):
+        return experts.dense_weights()
+    return experts.gate_up_proj, experts.down_proj
+
+
+def expert_forward(gate_up: Tensor, down: Tensor, x: Tensor, act=F.silu) -> Tensor:
+    """One SwiGLU expert: x (N, H), gate_up (2I, H), down (H, I) -> (N, H)."""
+    g, u = F.linear(x, gate_up).chunk(2, dim=-1)
+    return F.linear(act(g) * u, down)
+
+
+@dataclass
+class LayerStats:
+    """Statistics of one MoE layer.
+
+    Attributes
+    ----------
+    name : str
+        Fully-qualified name of the MoE block.
+    freq : Tensor of shape (E,)
+        Share of tokens that route to each expert (sums to top_k).
+    gate_mass : Tensor of shape (E,)
+        Mean routing weight each expert receives per token (0 where not selected).
+    logit_sim : Tensor of shape (E, E)
+        Cosine similarity between experts' router-logit columns over the tokens.
+    output_sim : Tensor of shape (E, E)
+        Cosine similarity between experts' flattened outputs on a token subsample.
+    tokens : int
+        Calibration tokens seen.
+    """
+
+    name: str
+    freq: Tensor
+    gate_mass: Tensor
+    logit_sim: Tensor
+    output_sim: Tensor
+    tokens: int
+
+
+@torch.no_grad()
+def expert_stats(model: nn.Module, batches: Iterable[Tensor], *, sample_tokens: int = 256) -> list[LayerStats]:
+    """Run calibration batches through `model` and collect `LayerStats` for every MoE layer.
+
+    Parameters
+    ----------
+    model : nn.Module
+        An HF MoE causal LM (e.g. `Qwen2MoeForCausalLM`), compressed or not.
+    batches : iterable of LongTensor of shape (B, T)
+        Calibration token ids.
+    sample_tokens : int, default=256
+        Tokens per layer on which every expert is run to measure output similarity.
+
+    Returns
+    -------
+    list of LayerStats, in layer order.
+    """
+    layers = require_moe(model)
+    acc = {n: {"freq": 0, "mass": 0, "logits": [], "x": [], "n": 0} for n, _ in layers}
+    hooks = []
+    for name, block in layers:
+        def hook(mod, args, out, name=name):
+            x = args[0].reshape(-1, args[0].shape[-1])
+            logits, weights, idx = out  # (N, E), (N, k), (N, k)
+            a = acc[name]
+            E = logits.shape[-1]
+            a["freq"] = a["freq"] + F.one_hot(idx, E).sum((0, 1)).float()
+            a["mass"] = a["mass"] + torch.zeros(E).index_add_(0, idx.reshape(-1), weights.reshape(-1).float())
+            a["logits"].append(logits.float())
+            if sum(len(t) for t in a["x"]) < sample_tokens:
+                a["x"].append(x.float())
+            a["n"] += x.shape[0]
+        hooks.append(block.gate.register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    try:
+        for b in batches:
+            model(input_ids=b)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    out = []
+    for name, block in layers:
+        a = acc[name]
+        if a["n"] == 0:
+            raise UserError("Invalid batches: no calibration tokens were given")
+        logits = F.normalize(torch.cat(a["logits"]).T, dim=1)  # (E, N)
+        x = torch.cat(a["x"])[:sample_tokens]
+        gu, dn = expert_weights(block.experts)
+        act = getattr(block.experts, "act_fn", F.silu)
+        outs = torch.stack([expert_forward(gu[e], dn[e], x, act).reshape(-1) for e in range(gu.shape[0])])
+        outs = F.normalize(outs, dim=1)
+        out.append(LayerStats(name, a["freq"] / a["n"], a["mass"] / a["n"], logits @ logits.T, outs @ outs.T,
+                              a["n"]))
+    return out
+
+
+def routing_histogram(model: nn.Module, batches: Iterable[Tensor]) -> dict[str, list[float]]:
+    """{layer name: routing frequency per expert slot} on `batches` (JSON-ready, for plots)."""
+    return {s.name: s.freq.tolist() for s in expert_stats(model, batches, sample_tokens=1)}
+
+
+def routing_entropy(freq: Tensor, top_k: int) -> float:
+    """Normalised entropy in [0, 1] of a layer's routing distribution (1 = uniform load)."""
+    p = freq / freq.sum()
+    h = -(p[p > 0] * p[p > 0].log()).sum()
+    return float(h / torch.log(torch.tensor(float(len(p))))) if len(p) > 1 else 1.0
