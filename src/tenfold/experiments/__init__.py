@@ -64,7 +64,7 @@ for _info in (
     MethodInfo("blae", 7, "Bi-Lipschitz Autoencoder with Injectivity Guarantee", "2604.06701", "manifold learning",
                "tenfold.manifold.BLAE", "tenfold.experiments.blae:EXPERIMENT"),
     MethodInfo("tapgpt", 8, "Tabular LLMs for Interpretable Few-Shot Alzheimer's Disease Prediction", "2603.17191",
-               "tabular LLM classifier", "tenfold.tabular.TAPGPTClassifier"),
+               "tabular LLM classifier", "tenfold.tabular.TAPGPTClassifier", "tenfold.experiments.tapgpt:EXPERIMENT"),
     MethodInfo("lightmoe", 9, "LightMoE: MoE compression by expert replacing", "2603.12645", "MoE compression",
                "tenfold.moe.compress", "tenfold.experiments.lightmoe:EXPERIMENT"),
     MethodInfo("ssr", 10, "ACE-Brain-0: Spatial Intelligence as a Shared Scaffold for Universal Embodiments",
