@@ -107,6 +107,13 @@ class UnitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _silent_bar(iterable=None, **kwargs):
+    """A disabled tqdm bar: iterates like `iterable` and accepts .n/.refresh()/.close() like a real one."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=True, **kwargs)
+
+
 @dataclass
 class UnitContext:
     """Services the runner hands to `run_unit`.
@@ -122,7 +129,7 @@ class UnitContext:
     cache_dir: Path
     device: str
     mode: str
-    progress: Callable[..., Iterable] = lambda it, **kw: it
+    progress: Callable[..., Iterable] = field(default_factory=lambda: _silent_bar)
     notes: list[str] = field(default_factory=list)
 
     @property
