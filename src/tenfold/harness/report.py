@@ -96,7 +96,7 @@ def report_blocks(out_dir: Path, catalog: Sequence[dict]) -> list[tuple]:
     for m in catalog:
         r = results.get(m["name"])
         if r is None:
-            state = "not run" if m["implemented"] else "not implemented yet"
+            state = "implemented; no results in this folder" if m["implemented"] else "not implemented yet"
             rows.append([str(m["number"]), m["name"], m["title"], state, "", ""])
             continue
         counts = {v: sum(c["verdict"] == v for c in r["claims"]) for v in VERDICT_MARK}
