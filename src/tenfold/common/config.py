@@ -26,6 +26,18 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def config_key(obj: Any, drop: Iterable[str] = (), length: int = 12) -> str:
+    """A short stable hash of a config (dataclass or dict) without the fields in `drop`: names cache entries
+    (tuning runs, pre-trained models, trained logits) so they are reused exactly when the settings match."""
+    import hashlib
+    import json
+
+    d = to_dict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
+    for k in drop:
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
 def _parse(name: str, text: str, typ: Any) -> Any:
     origin = typing.get_origin(typ)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":

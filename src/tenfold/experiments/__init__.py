@@ -31,8 +31,10 @@ class MethodInfo:
 
     def load(self):
         """Import and return the `Experiment` (raises if not implemented)."""
-        if self.experiment is None:
-            raise NotImplementedError(self.name)
+        if self.experiment is None:  # the CLI checks `implemented` first; this guards library callers
+            from tenfold.common.errors import UserError
+
+            raise UserError(f"{self.name} has no reproduction yet (not implemented)")
         module, attr = self.experiment.split(":")
         return getattr(importlib.import_module(module), attr)
 

@@ -44,9 +44,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tenfold.common.atomic import atomic_write_json
+from tenfold.common.atomic import atomic_write, atomic_write_json
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
-from tenfold.common.config import field, to_dict
+from tenfold.common.config import config_key, field, to_dict
 from tenfold.common.errors import UserError
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
 from tenfold.harness.memory import PeakMemory
@@ -165,8 +165,7 @@ def _minilm_features(cfg, cache_dir: Path) -> dict:
                 m = b["attention_mask"].unsqueeze(-1).float()
                 rows.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))
             feats[s] = (torch.cat(rows), splits[s][1])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(feats, path)
+    atomic_write(path, lambda fh: torch.save(feats, fh), mode="wb")  # a cache other runs read: never torn
     return feats
 
 
@@ -390,10 +389,7 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
 
 # ---- tuning and the MeZO-fast reference per seed (cached in the method's work folder) -------------------
 def _key(cfg) -> str:
-    d = to_dict(cfg)
-    for k in ("checkpoint_every", "floor_steps", "target_fraction", "time_fraction", "skip_steps"):
-        d.pop(k)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return config_key(cfg, drop=("checkpoint_every", "floor_steps", "target_fraction", "time_fraction", "skip_steps"))
 
 
 def _best_lr(kind, cfg, ctx, frac=None) -> float:

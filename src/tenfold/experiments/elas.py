@@ -21,7 +21,6 @@ inconclusive (no GPU was used, the CUDA path is unverified).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import statistics
@@ -35,7 +34,7 @@ import torch
 
 from tenfold.common.atomic import atomic_write_json
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
-from tenfold.common.config import field, to_dict
+from tenfold.common.config import config_key, field, to_dict
 from tenfold.experiments._lm import UNIFORM_LOSS, byte_lm_data, evaluate, random_batch, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
 
@@ -153,10 +152,7 @@ def _train(kind: str, lr: float, cfg, seed: int, split: str, ctx=None, ckpt: Pat
 
 # ---- tuning (cached per config in the method's work folder) ----------------------------------------
 def _tune_key(cfg) -> str:
-    d = to_dict(cfg)
-    for k in ("checkpoint_every", "mem_batches", "gpu_hidden", "gpu_tokens"):
-        d.pop(k)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return config_key(cfg, drop=("checkpoint_every", "mem_batches", "gpu_hidden", "gpu_tokens"))
 
 
 def _best_lr(kind: str, cfg, ctx) -> tuple[float, dict]:

@@ -19,8 +19,6 @@ docs/gce.md and docs/results/gce/REPORT.md).
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from tenfold.calibration import AdaptiveTemperatureScaling, TemperatureScaling, 
 from tenfold.calibration.metrics import plot_reliability, reliability_bins
 from tenfold.common.atomic import atomic_write
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
-from tenfold.common.config import field, to_dict
+from tenfold.common.config import config_key, field, to_dict
 from tenfold.common.errors import UserError, check_choice, check_positive
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
 
@@ -213,8 +211,7 @@ TRAIN_KEYS = ("n_per_class", "n_val_per_class", "n_test_per_class", "imbalance_r
 
 def _cache_path(ctx, dataset: str, loss: str, seed: int, cfg: GCEConfig) -> Path:
     """Where the trained network's val/test logits are shared by the raw, TS and ATS arms."""
-    blob = json.dumps({k: to_dict(cfg)[k] for k in TRAIN_KEYS} | {"d": dataset, "l": loss, "s": seed}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    key = config_key({k: to_dict(cfg)[k] for k in TRAIN_KEYS} | {"d": dataset, "l": loss, "s": seed})
     return Path(ctx.work_dir).parent / "_trained" / f"{dataset}__{loss}__seed{seed}__{key}.pt"
 
 

@@ -27,7 +27,6 @@ docs/lightmoe.md; full mode was not run.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
-from tenfold.common.config import field, to_dict
+from tenfold.common.config import config_key, field, to_dict
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
 
 TASKS = ("milton", "arith", "copy")
@@ -181,7 +180,7 @@ def _pretrain_key(cfg) -> str:
     d = {k: getattr(cfg, k) for k in ("model_size", "hidden_size", "moe_intermediate_size", "num_layers",
                                       "pretrain_steps", "pretrain_batch", "pretrain_lr", "aux_loss_coef", "seq_len")}
     d["transformers"] = transformers.__version__
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return config_key(d)
 
 
 def _byte_class(ids: torch.Tensor) -> torch.Tensor:

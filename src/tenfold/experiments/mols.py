@@ -20,7 +20,6 @@ GaLore+MoLS 2.530, at 4x LR AdamW 2.583 / MoLS 2.591. Details and verdicts: docs
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import itertools
 import json
@@ -34,7 +33,7 @@ import torch
 
 from tenfold.common.atomic import atomic_write_json
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
-from tenfold.common.config import field, to_dict
+from tenfold.common.config import config_key, field, to_dict
 from tenfold.common.errors import UserError
 from tenfold.experiments._lm import UNIFORM_LOSS, byte_lm_data, evaluate, random_batch, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, UnitResult
@@ -200,10 +199,8 @@ def _train_lm(spec: dict, cfg, seed: int, split: str, ctx=None, ckpt: Path | Non
 
 # ---- tuning (cached per config in the method's work folder) ----------------------------------------
 def _tune_key(cfg) -> str:
-    d = to_dict(cfg)
-    for k in ("extended", "fmnist_train", "fmnist_epochs", "checkpoint_every", "snr_probe_pairs", "high_lr_mults"):
-        d.pop(k)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return config_key(cfg, drop=("extended", "fmnist_train", "fmnist_epochs", "checkpoint_every", "snr_probe_pairs",
+                                 "high_lr_mults"))
 
 
 def _tuning_run(spec: dict, cfg, ctx) -> float:

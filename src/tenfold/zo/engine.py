@@ -234,8 +234,8 @@ class ZOOptimizer(Optimizer):
 
     # ---- hooks ------------------------------------------------------------------------------------
     def _select(self) -> dict[int, float]:
-        """{arm: IPW weight w_a} for the arms perturbed this step."""
-        raise NotImplementedError
+        """{arm: IPW weight w_a} for the arms perturbed this step. Abstract: MeZO, LeZO and AdaLeZO each define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define _select()")
 
     def _observe(self, weights: dict[int, float], g: float) -> None:
         """Called after each step with the chosen arms and the projected gradient g."""
