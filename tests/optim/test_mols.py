@@ -46,6 +46,27 @@ def test_scaling_off_is_adamw(kw):
     assert all(v is not None for v in opt.snrs().values())  # diagnostics still recorded
 
 
+@pytest.mark.parametrize("kw", [
+    dict(lr=1e-2, weight_decay=0.0),
+    dict(lr=3e-3, weight_decay=0.1, betas=(0.8, 0.95), maximize=True, scale_weight_decay=True),
+])
+def test_foreach_and_forloop_agree(kw):
+    """The multi-tensor kernels give the for-loop's parameters, SNRs and scales (mixed groups, lr per group)."""
+    nets = [_net(), _net()]
+    opts = []
+    for net, fe in zip(nets, (True, False)):
+        groups = [{"params": list(net[0].named_parameters()), "lr": kw["lr"] * 2},
+                  {"params": list(net[2].named_parameters()), "eps": 1e-6}]
+        opts.append(MoLS(groups, interval=2, warmup_steps=3, foreach=fe, **kw))
+    for net, opt in zip(nets, opts):
+        _steps(net, opt, 15)
+    for p, q in zip(*(n.parameters() for n in nets)):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+    assert opts[0].snrs() == pytest.approx(opts[1].snrs(), rel=1e-9)
+    assert opts[0].scales() == pytest.approx(opts[1].scales(), rel=1e-9)
+    assert any(s != 1.0 for s in opts[0].scales().values())
+
+
 def test_unit_scales_equal_adamw_when_all_modules_equal():
     """One module -> its normalised scale is exactly 1, so MoLS with scaling on is AdamW."""
     a, b = _net(), _net()

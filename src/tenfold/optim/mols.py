@@ -9,7 +9,9 @@ choice is a named constructor argument): AdamW whose update is multiplied, per m
 normalised power of a module SNR estimated from Adam's own moments every `interval` steps; a GaLore
 mode (low-rank moments via `galore_torch.GaLoreProjector`, update rule of `galore_torch.GaLoreAdamW`);
 name-rule module partitions; a two-half-batch ground-truth SNR probe for diagnostics.
-Not implemented: foreach/fused kernels, AMSGrad, complex parameters, sparse gradients (refused),
+Kernels: a multi-tensor (`torch._foreach_*`) path over every dense tensor at once (default, like
+torch's AdamW `foreach=True`) and the per-tensor loop (`foreach=False`); both give the same numbers.
+Not implemented: fused kernels, AMSGrad, complex parameters, sparse gradients (refused),
 8-bit states, Adam-mini block moments.
 """
 
@@ -105,16 +107,64 @@ def _single_tensor_mols(params: list[Tensor], exp_avgs: list[Tensor], exp_avg_sq
         p.addcdiv_(m, denom, value=-(lr * scale) / bc1)
 
 
+def _foreach_moments(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                     exp_avg_sqs: list[Tensor], steps: list[Tensor], *, decay: list[float], beta1: float,
+                     beta2: float, maximize: bool) -> None:
+    """`_single_tensor_moments` over all tensors at once; `decay[i]` = 1 - lr_i * weight_decay_i."""
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    torch._foreach_add_(steps, 1)
+    if any(d != 1.0 for d in decay):
+        torch._foreach_mul_(params, decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+
+
+def _foreach_mols(params: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
+                  steps: list[Tensor], *, lr_scale: list[float], beta1: float, beta2: float,
+                  eps: list[float]) -> None:
+    """`_single_tensor_mols` over all tensors at once; `lr_scale[i]` = lr_i * s_i of tensor i's module."""
+    counts = [t.item() for t in steps]
+    bc2_sqrt = [(1 - beta2 ** c) ** 0.5 for c in counts]
+    step_size = [-ls / (1 - beta1 ** c) for ls, c in zip(lr_scale, counts)]
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bc2_sqrt)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)
+
+
 def _module_stats(exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], step: int, beta1: float,
                   beta2: float) -> tuple[float, float]:
     """(S, N) of one module from bias-corrected moments: S = sum m_hat^2, N = sum max(v_hat - m_hat^2, 0)."""
-    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
-    s = n = 0.0
-    for m, v in zip(exp_avgs, exp_avg_sqs):
-        m2 = (m.double() / bc1).square()
-        s += float(m2.sum())
-        n += float((v.double() / bc2 - m2).clamp_min_(0).sum())
-    return s, n
+    return _modules_stats([(exp_avgs, exp_avg_sqs, step, beta1, beta2)])[0]
+
+
+def _modules_stats(modules: list[tuple[list[Tensor], list[Tensor], int, float, float]]) -> list[tuple[float, float]]:
+    """`_module_stats` of many modules (exp_avgs, exp_avg_sqs, step, beta1, beta2) in one multi-tensor sweep.
+
+    Sums are taken per tensor in the moments' dtype (fp32 norms), then added per module in float64.
+    """
+    ms, vs, inv1, inv2, owner = [], [], [], [], []
+    for j, (m_list, v_list, step, beta1, beta2) in enumerate(modules):
+        ms += m_list
+        vs += v_list
+        inv1 += [1 / (1 - beta1 ** step)] * len(m_list)
+        inv2 += [1 / (1 - beta2 ** step)] * len(m_list)
+        owner += [j] * len(m_list)
+    if not ms:
+        return [(0.0, 0.0)] * len(modules)
+    s_t = (torch.stack(torch._foreach_norm(ms, 2)).double().square() * torch.tensor(inv1, dtype=torch.float64) ** 2)
+    noise = torch._foreach_mul(vs, inv2)  # v_hat - m_hat^2, clamped at 0
+    torch._foreach_addcmul_(noise, ms, ms, [-(i * i) for i in inv1])
+    torch._foreach_clamp_min_(noise, 0.0)
+    n_t = torch.stack(torch._foreach_norm(noise, 1)).double().tolist()
+    s_t = s_t.tolist()
+    out = [[0.0, 0.0] for _ in modules]
+    for j, s_i, n_i in zip(owner, s_t, n_t):
+        out[j][0] += s_i
+        out[j][1] += n_i
+    return [(a, b) for a, b in out]
 
 
 def module_snr(signal_sq: float, noise: float, beta1: float, delta: float = 1e-30) -> float:
@@ -189,6 +239,9 @@ class MoLS(Optimizer):
         False makes the optimizer plain AdamW (or GaLore-AdamW) with diagnostics still recorded.
     scale_weight_decay : bool, default=False
     maximize : bool, default=False
+    foreach : bool, default=True
+        Multi-tensor kernels over every dense tensor at once (as torch's AdamW `foreach=True`); False
+        loops over tensors. Same numbers either way.
 
     Attributes
     ----------
@@ -215,7 +268,7 @@ class MoLS(Optimizer):
                  warmup_steps: int = 100, granularity: str = "tensor",
                  rules: Sequence[tuple[str, Sequence[str]]] | None = None, strict: bool = False,
                  reference: str = "geomean", scaling: bool = True, scale_weight_decay: bool = False,
-                 maximize: bool = False):
+                 maximize: bool = False, foreach: bool = True):
         if isinstance(lr, Tensor) or not lr >= 0.0:
             raise ValueError(f"Invalid lr: {lr}; expected a float >= 0")
         if not eps >= 0.0:
@@ -245,6 +298,7 @@ class MoLS(Optimizer):
                         interval=interval, snr_beta=snr_beta, scale_min=scale_min, scale_max=scale_max,
                         warmup_steps=warmup_steps, reference=reference, scaling=scaling,
                         scale_weight_decay=scale_weight_decay, maximize=maximize)
+        self.foreach = bool(foreach)
         super().__init__(groups, defaults)
         for g in self.param_groups:
             if "rank" in g:
@@ -291,6 +345,7 @@ class MoLS(Optimizer):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("history", [])
+        self.__dict__.setdefault("foreach", True)
         for g in self.param_groups:  # pickles from before a key existed
             g.setdefault("snr", None)
             g.setdefault("module_scale", 1.0)
@@ -351,15 +406,12 @@ class MoLS(Optimizer):
             if not params:
                 continue
             group["mols_step"] += 1
-            beta1, beta2 = group["betas"]
-            wd_lr = group["lr"] * (group["module_scale"] if group["scale_weight_decay"] else 1.0)
             dense = [p for p in params if "projector" not in self._init_state(group, p)]
             low = [p for p in params if "projector" in self.state[p]]
-            st = [self.state[p] for p in dense]
-            _single_tensor_moments(dense, [p.grad for p in dense], [s["exp_avg"] for s in st],
-                                   [s["exp_avg_sq"] for s in st], [s["step"] for s in st], lr=wd_lr,
-                                   beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-                                   maximize=group["maximize"])
+            active.append((group, dense, low))
+        self._moments([(g, d) for g, d, _ in active])
+        for group, _, low in active:
+            beta1, beta2 = group["betas"]
             for p in low:  # GaLore: project the gradient, keep the moments in low-rank space
                 s = self.state[p]
                 g = -p.grad if group["maximize"] else p.grad
@@ -369,15 +421,11 @@ class MoLS(Optimizer):
                 s["step"] += 1
                 s["exp_avg"].mul_(beta1).add_(low_g, alpha=1 - beta1)
                 s["exp_avg_sq"].mul_(beta2).addcmul_(low_g, low_g, value=1 - beta2)
-            active.append((group, dense, low))
         self._refresh_scales([g for g, _, _ in active])
-        for group, dense, low in active:
+        self._updates([(g, d) for g, d, _ in active])
+        for group, _, low in active:
             beta1, beta2 = group["betas"]
             scale = group["module_scale"] if group["scaling"] else 1.0
-            st = [self.state[p] for p in dense]
-            _single_tensor_mols(dense, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
-                                [s["step"] for s in st], lr=group["lr"], scale=scale, beta1=beta1,
-                                beta2=beta2, eps=group["eps"])
             for p in low:  # GaLoreAdamW's update rule (eps outside the bias correction, decay after)
                 s = self.state[p]
                 step = s["step"].item()
@@ -389,21 +437,72 @@ class MoLS(Optimizer):
                     p.add_(p, alpha=-lr_wd * group["weight_decay"])
         return loss
 
+    @staticmethod
+    def _buckets(items: list[tuple[dict, list[Tensor]]]) -> dict[tuple, list[tuple[dict, list[Tensor]]]]:
+        """(group, dense tensors) pairs bucketed by the hyperparameters the foreach kernels take as scalars."""
+        out: dict[tuple, list] = {}
+        for group, dense in items:
+            if dense:
+                out.setdefault((*group["betas"], group["maximize"]), []).append((group, dense))
+        return out
+
+    def _moments(self, items: list[tuple[dict, list[Tensor]]]) -> None:
+        """Weight decay and the moment EMAs of every dense tensor (one multi-tensor sweep per bucket)."""
+        for (beta1, beta2, maximize), pairs in self._buckets(items).items():
+            ps, decay = [], []
+            for group, dense in pairs:
+                wd_lr = group["lr"] * (group["module_scale"] if group["scale_weight_decay"] else 1.0)
+                if not self.foreach:
+                    st = [self.state[p] for p in dense]
+                    _single_tensor_moments(dense, [p.grad for p in dense], [s["exp_avg"] for s in st],
+                                           [s["exp_avg_sq"] for s in st], [s["step"] for s in st], lr=wd_lr,
+                                           beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                                           maximize=maximize)
+                    continue
+                ps += dense
+                decay += [1 - wd_lr * group["weight_decay"]] * len(dense)
+            if ps:
+                st = [self.state[p] for p in ps]
+                _foreach_moments(ps, [p.grad for p in ps], [s["exp_avg"] for s in st],
+                                 [s["exp_avg_sq"] for s in st], [s["step"] for s in st], decay=decay,
+                                 beta1=beta1, beta2=beta2, maximize=maximize)
+
+    def _updates(self, items: list[tuple[dict, list[Tensor]]]) -> None:
+        """The scaled Adam update of every dense tensor (one multi-tensor sweep per bucket)."""
+        for (beta1, beta2, _), pairs in self._buckets(items).items():
+            ps, lr_scale, eps = [], [], []
+            for group, dense in pairs:
+                scale = group["module_scale"] if group["scaling"] else 1.0
+                if not self.foreach:
+                    st = [self.state[p] for p in dense]
+                    _single_tensor_mols(dense, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
+                                        [s["step"] for s in st], lr=group["lr"], scale=scale, beta1=beta1,
+                                        beta2=beta2, eps=group["eps"])
+                    continue
+                ps += dense
+                lr_scale += [group["lr"] * scale] * len(dense)
+                eps += [group["eps"]] * len(dense)
+            if ps:
+                st = [self.state[p] for p in ps]
+                _foreach_mols(ps, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
+                              [s["step"] for s in st], lr_scale=lr_scale, beta1=beta1, beta2=beta2, eps=eps)
+
     def _refresh_scales(self, groups: list[dict]) -> None:
         """Every `interval` steps: module SNRs from the moments, their EMA, then the normalised scales."""
         due = [g for g in groups if g["mols_step"] % g["interval"] == 0]
         if not due:
             return
+        ready = []
         for g in due:
             if g["mols_step"] < 2:  # at step 1, v_hat = m_hat^2 exactly: no noise information yet
                 continue
-            beta1, beta2 = g["betas"]
             moms = [self.state[p] for p in g["params"] if "exp_avg" in self.state[p]]
-            if not moms:
-                continue
-            s, n = _module_stats([m["exp_avg"] for m in moms], [m["exp_avg_sq"] for m in moms],
-                                 g["mols_step"], beta1, beta2)
-            snr = module_snr(s, n, beta1)
+            if moms:
+                ready.append((g, moms))
+        stats = _modules_stats([([m["exp_avg"] for m in moms], [m["exp_avg_sq"] for m in moms], g["mols_step"],
+                                 *g["betas"]) for g, moms in ready])
+        for (g, _), (s, n) in zip(ready, stats):
+            snr = module_snr(s, n, g["betas"][0])
             g["snr"] = snr if g["snr"] is None else g["snr_beta"] * g["snr"] + (1 - g["snr_beta"]) * snr
         # normalise over every module with an estimate (not only the due ones) so scales stay comparable
         est = [g for g in self.param_groups if g["snr"] is not None]
