@@ -66,3 +66,26 @@ def test_smoke_reproduce_writes_valid_results_and_report(toy_registry, tmp_path,
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "tenfold", "reproduce", "nosuch"], capture_output=True, text=True)
     assert out.returncode == 2 and "valid names" in out.stderr
+
+
+def test_bench_list_names_every_script(capsys):
+    from tenfold.cli import benchmarks_dir
+
+    code, out, _ = _run(["bench", "list"], capsys)
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == sorted(p.stem for p in benchmarks_dir().glob("*.py")) and "mols_step_time" in names
+
+
+def test_bench_unknown_name_exits_2(capsys):
+    code, _, err = _run(["bench", "nosuch"], capsys)
+    assert code == 2 and "Invalid NAME: 'nosuch'" in err and "mols_step_time" in err
+
+
+def test_bench_runs_a_script_with_its_arguments(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    code, _, _ = _run(["bench", "mols_step_time", "--size", "debug", "--steps", "1", "--repeats", "1",
+                       "--out", str(out)], capsys)
+    res = json.loads(out.read_text())
+    assert code == 0 and res["size"] == "debug" and res["ratio_vs_adamw_foreach"] > 0
+    assert res["state_bytes"]["mols"] == res["state_bytes"]["adamw"]

@@ -1,4 +1,4 @@
-"""`tenfold list | reproduce | report`: the command line.
+"""`tenfold list | reproduce | report | bench`: the command line.
 
 User errors (unknown names, bad modes, bad paths) exit with status 2 and one line on stderr, before
 any work starts. Ctrl-C during `reproduce` keeps every finished unit; rerunning resumes.
@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not rewrite the report afterwards")
     rep = sub.add_parser("report", help="write DIR/REPORT.md and DIR/report.html")
     rep.add_argument("dir", nargs="?", default="results")
+    b = sub.add_parser("bench", help="run a speed/memory benchmark from benchmarks/ (ratios in one run)",
+                       description="`tenfold bench list` shows the benchmarks; `tenfold bench NAME [ARGS...]` runs "
+                                   "benchmarks/NAME.py with ARGS (see `tenfold bench NAME --help`).")
+    b.add_argument("name", metavar="NAME", help="benchmark script name (without .py), or 'list'")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark script")
     return p
 
 
@@ -121,6 +126,41 @@ def cmd_report(args) -> int:
     return 0
 
 
+def benchmarks_dir() -> Path:
+    """The repository's benchmarks/ folder (benchmarks are scripts beside the package, not installed)."""
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _benchmarks() -> dict[str, Path]:
+    folder = benchmarks_dir()
+    if not folder.is_dir():
+        raise UserError(f"no benchmarks folder at {folder}: `tenfold bench` needs a source checkout "
+                        "(pip install -e .)")
+    return {f.stem: f for f in sorted(folder.glob("*.py")) if not f.name.startswith("_")}
+
+
+def cmd_bench(args) -> int:
+    import ast
+    import runpy
+
+    scripts = _benchmarks()
+    if args.name == "list":
+        for name, path in scripts.items():
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            print(f"{name:20} {doc.splitlines()[0] if doc else ''}")
+        return 0
+    check_choice("NAME", args.name, ("list", *scripts))
+    argv = sys.argv
+    sys.argv = [str(scripts[args.name]), *args.args]
+    try:
+        runpy.run_path(str(scripts[args.name]), run_name="__main__")
+    except SystemExit as e:  # argparse inside the script: --help or bad arguments
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -128,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.cmd == "reproduce":
             return cmd_reproduce(args)
+        if args.cmd == "bench":
+            return cmd_bench(args)
         return cmd_report(args)
     except UserError as e:
         print(f"tenfold: error: {e}", file=sys.stderr)
