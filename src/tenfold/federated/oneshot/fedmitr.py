@@ -12,8 +12,8 @@ last-layer CLS attention). Halted patch tokens are dropped from every later forw
 frozen, so inversion gets cheaper as it goes. `TokenRelabelLoss` trains the global ViT on every patch:
 high-information tokens learn the generated pseudo-label, low-information tokens the ensemble's soft label, plus an
 image-level distillation loss. `one_shot_distill` ties them together. The client side (one Flower round) is in
-`tenfold.federated.oneshot.flower`. Not implemented: DENSE's generator network and adversarial (student-vs-ensemble
-disagreement) term, BN-statistics priors (ViTs have no BN), the paper's theory.
+`tenfold.federated.oneshot.flower`; the DENSE generator baseline in `tenfold.federated.oneshot.dense`. Not
+implemented: BN-statistics priors in the inversion (ViTs have no BN; SMI's default is off), the paper's theory.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ class SparseInverter:
     At each fraction in `prune_at` the currently kept patches are ranked by the ensemble's CLS attention and the
     lowest `prune_ratio` share is halted: those tokens are dropped from every later forward pass (fewer tokens, less
     work) and their pixel gradients are zeroed (their values freeze). `prune_ratio=0` is dense inversion
-    (DeepInversion/DENSE-style per-image optimisation without BN priors).
+    (DeepInversion-style per-image optimisation without BN priors).
 
     Parameters
     ----------

@@ -4,7 +4,8 @@ the ensemble and FedMITR all start from the list of client models).
 
 `OneShotConfig` travels inside the round's message (a Flower ConfigRecord), so a client needs only its partition id.
 `run_round(cfg)` runs the round with `flwr.simulation.run_simulation` (one virtual SuperNode per client) and
-returns the client state dicts sorted by partition id, plus their label counts and training losses.
+returns the client state dicts sorted by partition id, plus their label counts, training losses and the feature
+moments of their data (for the DENSE baseline's statistics prior).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def local_train(model, x: torch.Tensor, y: torch.Tensor, cfg: OneShotConfig, par
 
 # ----------------------------------------------------------------------------- Flower apps
 def train_handler(msg, context):
-    """Client: load the shared initial model, train on the own split, upload once."""
+    """Client: load the shared initial model, train on the own split, upload it once (with its label counts and
+    the (L, 2, D) feature moments of its data that DENSE's statistics prior uses)."""
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
     torch.set_num_threads(1)
@@ -179,7 +181,12 @@ def train_handler(msg, context):
     metrics = {"num-examples": int(len(y)), "train-loss": float(loss), "partition-id": pid}
     metrics.update({f"count-{c}": int(n) for c, n in enumerate(counts)})
     sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    return Message(RecordDict({"arrays": ArrayRecord(sd), "metrics": MetricRecord(metrics)}), reply_to=msg)
+    # DENSE's statistics prior needs what a BN layer would keep: per-layer feature moments on the local data
+    from tenfold.federated.oneshot.dense import feature_stats
+
+    stats = ArrayRecord({"feature_stats": feature_stats(model, x).contiguous()})
+    return Message(RecordDict({"arrays": ArrayRecord(sd), "metrics": MetricRecord(metrics), "stats": stats}),
+                   reply_to=msg)
 
 
 def make_client_app():
@@ -210,7 +217,8 @@ def collect_uploads(grid, cfg: OneShotConfig) -> dict:
     return {"states": [m.content["arrays"].to_torch_state_dict() for m in replies],
             "label_counts": torch.tensor([[int(m.content["metrics"][f"count-{c}"]) for c in range(10)]
                                           for m in replies]),
-            "train_loss": [float(m.content["metrics"]["train-loss"]) for m in replies]}
+            "train_loss": [float(m.content["metrics"]["train-loss"]) for m in replies],
+            "feature_stats": [m.content["stats"].to_torch_state_dict()["feature_stats"] for m in replies]}
 
 
 def make_server_app(cfg: OneShotConfig, out: dict):
@@ -232,7 +240,7 @@ def make_server_app(cfg: OneShotConfig, out: dict):
 
 def run_round(cfg: OneShotConfig, *, verbose: bool = False) -> dict:
     """Run the one-shot round on Flower's simulation engine; returns states, label_counts (K, 10), train_loss,
-    round_seconds.
+    feature_stats (K tensors (L, 2, D)), round_seconds.
 
     Examples
     --------
