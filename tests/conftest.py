@@ -20,7 +20,7 @@ def _threads():
 
 @pytest.fixture
 def toy_registry(monkeypatch):
-    """The method registry with the test-only toy experiment added as method 'toy'."""
+    """The method registry plus a test-only toy experiment ('toy') and an unimplemented entry ('later')."""
     import tenfold.experiments as ex
     from tenfold.common.registry import Registry
 
@@ -28,5 +28,7 @@ def toy_registry(monkeypatch):
     for name in ex.METHODS:
         reg.register(name, ex.METHODS.get(name))
     reg.register("toy", ex.MethodInfo("toy", 0, "Toy", "0000.00000", "test", "tests", "harness.toy_experiment:TOY"))
+    # a catalogue entry without an experiment: every paper is implemented now, but the not-implemented paths stay
+    reg.register("later", ex.MethodInfo("later", 0, "Later", "0000.00001", "test", "tests"))
     monkeypatch.setattr(ex, "METHODS", reg)
     return reg

@@ -70,7 +70,7 @@ for _info in (
     MethodInfo("lightmoe", 9, "LightMoE: MoE compression by expert replacing", "2603.12645", "MoE compression",
                "tenfold.moe.compress", "tenfold.experiments.lightmoe:EXPERIMENT"),
     MethodInfo("ssr", 10, "ACE-Brain-0: Spatial Intelligence as a Shared Scaffold for Universal Embodiments",
-               "2603.03198", "model merging + GRPO", "tenfold.merging"),
+               "2603.03198", "model merging + GRPO", "tenfold.merging.SSRPipeline", "tenfold.experiments.ssr:EXPERIMENT"),
 ):
     METHODS.register(_info.name, _info)
 

@@ -10,7 +10,7 @@ merge_methods/generalized_task_arithmetic.py), against which tests/merging check
 
 Implemented: the five merges as pure functions with one signature, ``f(base, experts, *, <parameters>)``
 -> merged state dict, input checks (keys, shapes, ranges, a same-base heuristic) and a registry `MERGES`.
-Not implemented here: the scaffold / specialise / reconcile pipeline, GRPO and the paper-10 reproduction
+The scaffold / specialise / reconcile pipeline and GRPO live in ssr.py and grpo.py beside this file
 (see docs/ssr.md). Reconstruction: the closed form of WUDI (derived below, not in the WUDI paper's code) and
 the `check_same_base` heuristic are ours.
 

@@ -1,0 +1,77 @@
+"""GRPO through TRL's GRPOTrainer on a tiny random Llama: it runs on CPU with beta=0 (no reference model) and
+with the KL variant, logs one reward per step, returns a plain merged model; settings are validated."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from tenfold.common.errors import UserError
+from tenfold.merging.domains import make_split
+from tenfold.merging.grpo import GRPOSettings, exact_match_reward, grpo_train
+
+pytest.importorskip("trl")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from tenfold.data.cache import MissingDataError
+    from tenfold.models.pretrained import smollm2_tokenizer
+
+    try:
+        return smollm2_tokenizer()
+    except MissingDataError as e:  # pragma: no cover
+        pytest.skip(str(e))
+
+
+def _model(tok):
+    from tenfold.models.hf_tiny import tiny_llama
+
+    torch.manual_seed(0)
+    return tiny_llama("debug", vocab_size=len(tok))[0]
+
+
+S = GRPOSettings(steps=2, prompts_per_step=1, num_generations=2, max_completion_length=3, save_every=1)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_grpo_runs_on_cpu_and_logs_rewards(tok, tmp_path, beta):
+    train, _ = make_split("embodied", 4, 1)
+    model = _model(tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out, log = grpo_train(model, tok, train, dataclasses.replace(S, beta=beta), tmp_path,
+                          layers=[1], targets=["q_proj", "v_proj"])
+    assert log["step"] == [1, 2] and len(log["reward"]) == 2 and all(0 <= r <= 1 for r in log["reward"])
+    assert log["gen_per_s"] > 0
+    assert not hasattr(out, "peft_config")  # adapters merged into a plain HF model
+    assert set(out.state_dict()) == set(before)
+    untouched = [k for k in before if "layers.0." in k]  # only layer 1 had adapters
+    assert all(torch.equal(out.state_dict()[k], before[k]) for k in untouched)
+    assert (tmp_path / "checkpoint-1").exists()
+
+
+def test_grpo_resumes_from_its_last_checkpoint(tok, tmp_path):
+    train, _ = make_split("embodied", 4, 1)
+    grpo_train(_model(tok), tok, train, dataclasses.replace(S, steps=1), tmp_path, layers=[1], targets=["q_proj"])
+    _, log = grpo_train(_model(tok), tok, train, S, tmp_path, layers=[1], targets=["q_proj"])
+    assert log["step"] == [1, 2]  # step 1 from the checkpoint's log history, step 2 trained now
+
+
+def test_reward_is_exact_match_of_first_line():
+    assert exact_match_reward(["p"] * 3, [" yes\nno", " no", "yes please"], answer=["yes", "yes", "yes"]) == \
+        [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("change,msg", [
+    ({"steps": 0}, "Invalid grpo steps"), ({"num_generations": 1}, "group of >= 2"),
+    ({"beta": -0.1}, "Invalid grpo beta"), ({"lr": 0}, "Invalid grpo lr"),
+    ({"loss_type": "ppo"}, "Invalid grpo loss_type"), ({"temperature": float("inf")}, "Invalid grpo temperature"),
+])
+def test_settings_errors(change, msg):
+    with pytest.raises(UserError, match=msg):
+        dataclasses.replace(S, **change).validate()
+
+
+def test_empty_examples_refused(tok, tmp_path):
+    with pytest.raises(UserError, match="Invalid examples"):
+        grpo_train(_model(tok), tok, [], S, tmp_path, layers=[0], targets=["q_proj"])
