@@ -5,14 +5,17 @@ import pandas as pd
 import pytest
 
 from tenfold.common.errors import UserError
-from tenfold.tabular import HEADER, build_prompt, instruction, mcar, parse_label, sample_shots, serialize_table
+from tenfold.tabular import (
+    HEADER, aligned_table, build_prompt, build_prompt_parts, instruction, mcar, parse_label, sample_shots,
+    serialize_table,
+)
 
 DF = pd.DataFrame({"tau": [1.23456, np.nan], "APOE": ["E3E4", "E3E3"], "age": [71, 80]})
 
 
 @pytest.mark.parametrize("style,decimals,expected", [
-    ("table", 3, "  tau APOE  age\n1.235 E3E4   71\n  NaN E3E3   80"),
-    ("table", None, "    tau APOE  age\n1.23456 E3E4   71\n    NaN E3E3   80"),
+    ("table", 3, "  tau APOE age\n1.235 E3E4  71\n  NaN E3E3  80"),
+    ("table", None, "    tau APOE age\n1.23456 E3E4  71\n    NaN E3E3  80"),
     ("markdown", 2, "| tau | APOE | age |\n|---|---|---|\n| 1.23 | E3E4 | 71 |\n| NaN | E3E3 | 80 |"),
     ("text", 1, "tau is 1.2, APOE is E3E4, age is 71.\ntau is NaN, APOE is E3E3, age is 80."),
 ])
@@ -20,10 +23,34 @@ def test_serialize_table_golden(style, decimals, expected):
     assert serialize_table(DF, style=style, decimals=decimals) == expected
 
 
-def test_table_style_is_pandas_to_string():
-    # the reference prints DataFrame.to_string(index=False); without rounding we match it exactly
-    df = pd.DataFrame({"a": [0.5, 2.25], "b": [1, 2]})
-    assert serialize_table(df, decimals=None) == df.to_string(index=False)
+@pytest.mark.parametrize("style", ["table", "markdown", "text"])
+def test_prompt_prefix_does_not_depend_on_the_query(style):
+    rng = np.random.default_rng(0)
+    ex = pd.DataFrame({"tau": rng.normal(size=3), "apoe": ["E3E3", "E3E4", "E4E4"], "n": [1, 2, 3]})
+    prefixes = set()
+    for q in (pd.DataFrame({"tau": [0.5], "apoe": ["E2E3"], "n": [4]}),
+              pd.DataFrame({"tau": [-1234.5678], "apoe": [None], "n": [123456]})):   # wider than its column
+        prefix, suffix = build_prompt_parts(ex, [0, 1, 0], q, "dx", style=style)
+        prefixes.add(prefix)
+        assert prefix + suffix == build_prompt(ex, [0, 1, 0], q, "dx", style=style)
+        assert suffix.endswith("\n### Response: ") and "\n" not in suffix[:-len("\n### Response: ")]
+    assert len(prefixes) == 1
+
+
+def test_aligned_table_matches_the_full_table_when_the_query_fits():
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(30):
+        df = pd.DataFrame({"a": rng.normal(size=5) * 100, "b": rng.integers(0, 99, 5), "y": list("1001X")})
+        df.loc[rng.integers(0, 5), "a"] = np.nan
+        head, last = aligned_table(df.iloc[:4], df.iloc[4:], decimals=2)
+        full = serialize_table(df, decimals=2)
+        fits = len(serialize_table(df.iloc[:4], decimals=2).split("\n")[0]) == len(full.split("\n")[0])
+        assert (head + last == full) == fits
+        seen.add(fits)
+        lines = (head + last).split("\n")
+        assert len({len(x) for x in lines[:-1]}) == 1        # header and examples share one width
+    assert seen == {True, False}
 
 
 def test_build_prompt_golden():
@@ -33,7 +60,7 @@ def test_build_prompt_golden():
     expected = (f"{HEADER}\n### Instruction: The first 2 rows are labelled examples. The last row is missing a value "
                 "in the 'Impaired' column, shown as X. Predict that value, where 1 means positive and 0 means "
                 "negative. Respond only with 1 or 0.\n### Input:\n"
-                " tau  ab42 Impaired\n5.10   NaN        0\n6.20  9.00        1\n5.50  8.25        X\n### Response: ")
+                " tau ab42 Impaired\n5.10  NaN        0\n6.20 9.00        1\n5.50 8.25        X\n### Response: ")
     assert got == expected
 
 

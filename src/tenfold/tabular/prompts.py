@@ -10,11 +10,17 @@ re-written from its description: a prompt is an Alpaca-style frame
     ### Response: 
 
 whose table holds k labelled example rows followed by the query row with its label cell set to ``"X"``
-(``DataFrame.to_string(index=False)``, a whitespace-aligned text table, not markdown), or, for the
+(a whitespace-aligned text table like the reference's ``DataFrame.to_string(index=False)``, not markdown), or, for the
 "serialised" variant, one "feature is value" sentence per row. Missing cells are written as ``NaN``, never
 imputed. Each query draws its own k examples from the in-context pool, with at least `min_positive`
 positive rows, then shuffles them. All functions here are pure (no model, no tokenizer state) and
 deterministic given their `numpy.random.Generator`.
+
+`build_prompt_parts` splits a prompt into a prefix (frame, instruction, table header and example rows) and a
+suffix (the query row and the response cue), so that queries sharing their examples share a prefix whose
+key/value state an LLM computes once. To keep the prefix independent of the query, the "table" column widths
+come from the header and the example rows; a query cell wider than its column is written in full, one space
+from its neighbour (whenever no query cell is wider, the table is the same as if all rows set the widths).
 """
 
 from __future__ import annotations
@@ -79,7 +85,9 @@ def serialize_table(df: pd.DataFrame, style: str = "table", decimals: int | None
     ----------
     df : DataFrame of shape (n_rows, n_columns)
     style : {"table", "markdown", "text"}, default="table"
-        "table": ``df.to_string(index=False)`` as in the reference; "markdown": a pipe table;
+        "table": a whitespace-aligned text table like the reference's ``df.to_string(index=False)`` (cells
+        right-justified, one space apart; pandas' extra sign padding of numeric columns is not reproduced);
+        "markdown": a pipe table;
         "text": one "column is value" sentence per row (the serialised prompt).
     decimals : int or None, default=3
         Round float cells to this many decimals (None: pandas' own formatting). A token-budget choice of
@@ -101,8 +109,7 @@ def serialize_table(df: pd.DataFrame, style: str = "table", decimals: int | None
     if not isinstance(df, pd.DataFrame):
         raise UserError(f"Invalid df: expected a pandas DataFrame, got {type(df).__name__}")
     if style == "table":
-        fmt = None if decimals is None else (lambda v: f"{v:.{decimals}f}")
-        return df.to_string(index=False, na_rep=NA_REP, float_format=fmt)
+        return "\n".join(_aligned_lines(df, decimals))
     if style == "markdown":
         cols = [str(c) for c in df.columns]
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -111,6 +118,44 @@ def serialize_table(df: pd.DataFrame, style: str = "table", decimals: int | None
         return "\n".join(lines)
     return "\n".join(", ".join(f"{c} is {_fmt(v, decimals)}" for c, v in zip(df.columns, row)) + "."
                      for row in df.itertuples(index=False))
+
+
+def _aligned_lines(df: pd.DataFrame, decimals: int | None, width_rows: int | None = None) -> list[str]:
+    """Header and row lines, cells right-justified to the widest of the header and the first `width_rows` rows."""
+    cells = [[_fmt(v, decimals) for v in df[c].tolist()] for c in df.columns]
+    rows = len(df) if width_rows is None else width_rows
+    width = [max([len(str(c))] + [len(v) for v in col[:rows]]) for c, col in zip(df.columns, cells)]
+    lines = [" ".join(str(c).rjust(w) for c, w in zip(df.columns, width))]
+    return lines + [" ".join(col[i].rjust(w) for col, w in zip(cells, width)) for i in range(len(df))]
+
+
+def aligned_table(examples: pd.DataFrame, query: pd.DataFrame, decimals: int | None = 3) -> tuple[str, str]:
+    """(header and example lines, query line) of a right-aligned text table whose widths ignore the query.
+
+    Parameters
+    ----------
+    examples : DataFrame of shape (k, c)
+    query : DataFrame of shape (1, c), same columns
+    decimals : int or None, default=3
+
+    Returns
+    -------
+    head : str
+        Header line and k example lines, each ending in a newline.
+    last : str
+        The query line (no newline). ``head + last`` equals ``serialize_table(concat([examples, query]))``
+        whenever no query cell is wider than its column.
+
+    Examples
+    --------
+    >>> h, q = aligned_table(pd.DataFrame({"a": [1.5], "y": ["1"]}), pd.DataFrame({"a": [22.25], "y": ["X"]}), 1)
+    >>> print(h + q)
+      a y
+    1.5 1
+    22.2 X
+    """
+    lines = _aligned_lines(pd.concat([examples, query], ignore_index=True), decimals, width_rows=len(examples))
+    return "".join(line + "\n" for line in lines[:-1]), lines[-1]
 
 
 def sample_shots(pool_y: np.ndarray, k: int, rng: np.random.Generator, min_positive: int = 1,
@@ -149,9 +194,10 @@ def sample_shots(pool_y: np.ndarray, k: int, rng: np.random.Generator, min_posit
     return out
 
 
-def build_prompt(examples: pd.DataFrame, example_labels: Sequence, query: pd.DataFrame, label_name: str,
-                 style: str = "table", decimals: int | None = 3, task: str = "", header: str = HEADER) -> str:
-    """The Alpaca-style prompt for one query row.
+def build_prompt_parts(examples: pd.DataFrame, example_labels: Sequence, query: pd.DataFrame, label_name: str,
+                       style: str = "table", decimals: int | None = 3, task: str = "",
+                       header: str = HEADER) -> tuple[str, str]:
+    """The Alpaca-style prompt for one query row, as (prefix, suffix).
 
     Parameters
     ----------
@@ -171,9 +217,12 @@ def build_prompt(examples: pd.DataFrame, example_labels: Sequence, query: pd.Dat
 
     Returns
     -------
-    str
-        Ends with ``"### Response: "``; the answer token follows directly.
+    prefix : str
+        Frame, instruction, table header and example rows; it does not depend on the query.
+    suffix : str
+        The query row and ``"\n### Response: "`` (the answer token follows directly).
     """
+    check_choice("style", style, STYLES)
     if len(query) != 1:
         raise UserError(f"Invalid query: expected one row, got {len(query)}")
     if list(examples.columns) != list(query.columns):
@@ -182,11 +231,27 @@ def build_prompt(examples: pd.DataFrame, example_labels: Sequence, query: pd.Dat
         raise UserError(f"Invalid label_name: {label_name!r} is also a feature column")
     if len(example_labels) != len(examples):
         raise UserError(f"Invalid example_labels: {len(example_labels)} labels for {len(examples)} examples")
-    table = pd.concat([examples, query], ignore_index=True)
-    table[label_name] = [str(v) for v in example_labels] + [MASK]
-    body = serialize_table(table, style=style, decimals=decimals)
-    return (f"{header}\n### Instruction: {instruction(label_name, len(examples), style, task)}\n"
-            f"### Input:\n{body}\n### Response: ")
+    ex = examples.reset_index(drop=True).assign(**{label_name: [str(v) for v in example_labels]})
+    q = query.reset_index(drop=True).assign(**{label_name: [MASK]})
+    if style == "table":
+        head, last = aligned_table(ex, q, decimals)
+    else:   # markdown and text rows do not depend on each other: split the serialised lines
+        lines = serialize_table(pd.concat([ex, q], ignore_index=True), style=style, decimals=decimals).split("\n")
+        head, last = "".join(line + "\n" for line in lines[:-1]), lines[-1]
+    frame = f"{header}\n### Instruction: {instruction(label_name, len(examples), style, task)}\n### Input:\n"
+    return frame + head, last + "\n### Response: "
+
+
+def build_prompt(examples: pd.DataFrame, example_labels: Sequence, query: pd.DataFrame, label_name: str,
+                 style: str = "table", decimals: int | None = 3, task: str = "", header: str = HEADER) -> str:
+    """The Alpaca-style prompt for one query row: ``prefix + suffix`` of `build_prompt_parts` (same parameters).
+
+    Returns
+    -------
+    str
+        Ends with ``"### Response: "``; the answer token follows directly.
+    """
+    return "".join(build_prompt_parts(examples, example_labels, query, label_name, style, decimals, task, header))
 
 
 _LABEL_RE = re.compile(r"(?<![\d.])([01])(?!\d|\.\d)")

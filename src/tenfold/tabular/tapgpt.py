@@ -11,9 +11,16 @@ positive example (see `tenfold.tabular.prompts`), chat-template wrapping, PEFT L
 the answer token only (`LoraConfig(r, lora_alpha=2r, target_modules="all-linear", lora_dropout=0.1)`, AdamW,
 warmup then cosine decay, gradient accumulation), `predict_proba` from the next-token probabilities of the
 label tokens "0" and "1", greedy generation with a parser that counts unparsable outputs, an optional short
-rationale, resumable tuning and `save`/`load` of the adapter. Not implemented: 4-bit QLoRA (bitsandbytes
-needs CUDA; we tune fp32 weights), the TableGPT2-7B backbone (we use SmolLM2-135M-Instruct), the multi-agent
-self-reflection study, and more than two classes.
+rationale, resumable tuning and `save`/`load` of the adapter.
+
+Speed (ours, exact): every prompt is (prefix, suffix), where the prefix (chat-template start, frame,
+instruction, table header and the k example rows) does not depend on the query. Queries that share their
+examples (`shot_sets`) share one prefix forward pass; its key/value state is expanded over a batch of
+right-padded query suffixes (`predict_batch_size`), and only the last real position of each goes through the
+LM head. LoRA steps do the same with gradients flowing back through the shared prefix, so the loss and its
+gradient equal those of separate full prompts (tested to float tolerance). Not implemented: 4-bit QLoRA
+(bitsandbytes needs CUDA; `quantization="4bit"` is refused, we tune fp32 LoRA), the TableGPT2-7B backbone
+(we use SmolLM2-135M-Instruct), the multi-agent self-reflection study, and more than two classes.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ from sklearn.utils.validation import check_is_fitted
 import tenfold
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.errors import UserError, check_choice
-from tenfold.tabular.prompts import STYLES, build_prompt, instruction, parse_label, sample_shots
+from tenfold.tabular.prompts import STYLES, build_prompt_parts, instruction, parse_label, sample_shots
 
 MODELS = ("smollm2", "tiny-debug")
 LABEL_TOKENS = ("0", "1")      # classes_[0] is written as "0", classes_[1] as "1" (binary only)
 REASONING = (" Then give a one-sentence rationale that names the features that drove the answer.")
+QUANTIZATION = (None, "4bit")
+_SENTINEL = "\x00tenfold-user-content\x00"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -143,8 +152,10 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
     `fit` ranks features, splits off a stratified in-context pool, and (when `lora_steps` > 0) tunes LoRA
     adapters on prompts built from the remaining rows: each prompt holds `k` pool rows plus the training row
     with its label masked, and the loss is the cross-entropy of the answer token only. `predict_proba`
-    builds the same prompt for each query (with fresh pool examples) and returns the softmax over the two
-    label tokens' next-token logits; `predict` takes its arg-max. Missing cells stay ``NaN`` in the text.
+    builds the same prompt for each query (pool examples drawn per query, or from `shot_sets` shared draws)
+    and returns the softmax over the two label tokens' next-token logits from one forward pass (no
+    generation); queries sharing a draw share a cached prompt prefix. `predict` takes the arg-max. Missing
+    cells stay ``NaN`` in the text.
 
     Parameters
     ----------
@@ -181,6 +192,17 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
     warmup_ratio : float, default=0.03
     max_length : int, default=4096
         Longest tokenised prompt accepted; longer ones raise (lower n_features or k).
+    shot_sets : int or None, default=None
+        None: a fresh k-shot draw for every prompt (the reference). An integer m: `predict_proba` draws m
+        example sets per call and query i uses set i mod m, and each LoRA step's batch shares one fresh draw;
+        prompts sharing a draw share their prefix, computed once (ours; a speed/variance trade-off).
+    predict_batch_size : int, default=16
+        Query suffixes scored together on one cached prefix (memory grows with it; results do not).
+    tune_batch_size : int, default=2
+        Suffixes per forward/backward pass within a LoRA step (memory only; the gradient is the same).
+    quantization : {None, "4bit"}, default=None
+        "4bit" (the paper's QLoRA, NF4 through bitsandbytes) needs a CUDA GPU and is refused with an error:
+        tenfold runs on CPU and tunes fp32 LoRA adapters.
     random_state : int or None, default=None
         Seeds the pool split, example draws, LoRA init, dropout and batch order.
 
@@ -217,7 +239,9 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
                  pool_size: float | int = 0.25, min_positive: int = 1, decimals: int | None = 3,
                  chat_template: bool = True, lora_steps: int = 0, lora_r: int = 8, lora_dropout: float = 0.1,
                  learning_rate: float = 2e-4, batch_size: int = 4, weight_decay: float = 1e-3,
-                 warmup_ratio: float = 0.03, max_length: int = 4096, random_state: int | None = None):
+                 warmup_ratio: float = 0.03, max_length: int = 4096, shot_sets: int | None = None,
+                 predict_batch_size: int = 16, tune_batch_size: int = 2, quantization: str | None = None,
+                 random_state: int | None = None):
         self.model = model
         self.k = k
         self.n_features = n_features
@@ -236,14 +260,26 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.max_length = max_length
+        self.shot_sets = shot_sets
+        self.predict_batch_size = predict_batch_size
+        self.tune_batch_size = tune_batch_size
+        self.quantization = quantization
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------------- checks
     def _check_params(self) -> None:
         check_choice("model", self.model, MODELS)
         check_choice("prompt_style", self.prompt_style, STYLES)
+        check_choice("quantization", self.quantization, QUANTIZATION)
+        if self.quantization == "4bit":
+            raise UserError("Invalid quantization: '4bit' (QLoRA: NF4 weights through bitsandbytes) needs a CUDA GPU, "
+                            "which tenfold does not use; TAP-GPT here runs on CPU with fp32 LoRA: use quantization=None")
+        if self.shot_sets is not None and (not isinstance(self.shot_sets, (int, np.integer))
+                                           or isinstance(self.shot_sets, bool) or self.shot_sets < 1):
+            raise UserError(f"Invalid shot_sets: {self.shot_sets!r}; expected None (a draw per prompt) or an integer >= 1")
         ints = {"k": (self.k, 0), "min_positive": (self.min_positive, 0), "lora_steps": (self.lora_steps, 0),
-                "lora_r": (self.lora_r, 1), "batch_size": (self.batch_size, 1), "max_length": (self.max_length, 16)}
+                "lora_r": (self.lora_r, 1), "batch_size": (self.batch_size, 1), "max_length": (self.max_length, 16),
+                "predict_batch_size": (self.predict_batch_size, 1), "tune_batch_size": (self.tune_batch_size, 1)}
         for name, (v, lo) in ints.items():
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
                 raise UserError(f"Invalid {name}: {v!r}; expected an integer >= {lo}")
@@ -263,33 +299,111 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
             raise UserError(f"Invalid label_name: {self.label_name!r}; expected a non-empty string")
 
     # ------------------------------------------------------------------------------------------ prompts
-    def _prompt(self, query: pd.DataFrame, rng: np.random.Generator, reasoning: bool = False) -> str:
-        idx = sample_shots(self.pool_y_, self.k, rng, self.min_positive)
-        text = build_prompt(self.pool_X_.iloc[idx], self.pool_y_[idx], query[self.features_], self.label_name,
-                            style=self.prompt_style, decimals=self.decimals, task=self.task)
+    def _parts(self, shots: np.ndarray, query: pd.DataFrame, reasoning: bool = False) -> tuple[str, str]:
+        """(prefix, suffix) text of the prompt for one query row with the pool rows `shots` as examples."""
+        prefix, suffix = build_prompt_parts(self.pool_X_.iloc[shots], self.pool_y_[shots], query[self.features_],
+                                            self.label_name, style=self.prompt_style, decimals=self.decimals,
+                                            task=self.task)
         if reasoning:   # same table, an instruction that asks for a rationale after the label
             base = instruction(self.label_name, self.k, self.prompt_style, self.task)
-            text = text.replace(base, base.replace("Respond only with 1 or 0.", "Respond first with 1 or 0.")
-                                + REASONING, 1)
-        return text
+            prefix = prefix.replace(base, base.replace("Respond only with 1 or 0.", "Respond first with 1 or 0.")
+                                    + REASONING, 1)
+        return prefix, suffix
 
-    def _encode(self, prompt: str) -> torch.Tensor:
+    def _encode_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int]]:
+        """Token ids of (chat-template start + prefix, suffix + chat-template end), tokenised separately so that
+        every query with this prefix gets the same prefix ids (the text equals the templated whole prompt)."""
         tok = self.tokenizer_
         if self.chat_template and getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=True)["input_ids"]
+            text = tok.apply_chat_template([{"role": "user", "content": _SENTINEL}], add_generation_prompt=True,
+                                           tokenize=False)
+            before, after = text.split(_SENTINEL)
+            p = tok(before + prefix, add_special_tokens=False)["input_ids"]
         else:
-            ids = tok(prompt, add_special_tokens=True)["input_ids"]
-        if len(ids) > self.max_length:
-            raise UserError(f"Prompt has {len(ids)} tokens > max_length={self.max_length}; lower n_features or k")
-        return torch.tensor([ids], dtype=torch.long)
+            p, after = tok(prefix, add_special_tokens=True)["input_ids"], ""
+        q = tok(suffix + after, add_special_tokens=False)["input_ids"]
+        if len(p) + len(q) > self.max_length:
+            raise UserError(f"Prompt has {len(p) + len(q)} tokens > max_length={self.max_length}; "
+                            "lower n_features or k")
+        return p, q
+
+    def _plan(self, X: pd.DataFrame, reasoning: bool = False) -> list[tuple[list[int], str, list]]:
+        """Groups of queries sharing a prefix: [(prefix ids, prefix text, [(row, suffix ids, suffix text)])].
+
+        Draws come from a generator seeded by `random_state`: one per row (``shot_sets=None``), or m sets with
+        row i on set i mod m; so every call, and every arm of an experiment, shows a row the same examples."""
+        rng = np.random.default_rng([self._seed, 1])
+        n = len(X)
+        m = n if self.shot_sets is None else min(self.shot_sets, n)
+        draws = [sample_shots(self.pool_y_, self.k, rng, self.min_positive) for _ in range(m)]
+        groups = []
+        for g in range(m):
+            rows = list(range(g, n, m))
+            texts = [self._parts(draws[g], X.iloc[[i]], reasoning) for i in rows]
+            ids = [self._encode_parts(*t) for t in texts]
+            groups.append((ids[0][0], texts[0][0], [(i, q, t[1]) for i, (_, q), t in zip(rows, ids, texts)]))
+        return groups
+
+    def _prefix_kv(self, prefix: list[int]):
+        """(decoder, LM head, per-layer (key, value) of the prefix, each (1, kv_heads, T_prefix, head_dim))."""
+        base = self.model_.get_base_model() if hasattr(self.model_, "get_base_model") else self.model_
+        body, head = base.get_decoder(), base.get_output_embeddings()
+        pre = body(input_ids=torch.tensor([prefix], dtype=torch.long), use_cache=True).cache
+        return body, head, [(layer.keys, layer.values) for layer in pre.layers]
+
+    def _suffix_logits(self, body, head, kv, chunk: list[list[int]]) -> torch.Tensor:
+        """Next-token logits (n, vocab) after the cached prefix `kv` + each of the n right-padded suffixes."""
+        from transformers import DynamicCache
+
+        n, width = len(chunk), max(len(q) for q in chunk)
+        ids = torch.full((n, width), self.tokenizer_.eos_token_id or 0, dtype=torch.long)   # (n, T_suffix)
+        for j, q in enumerate(chunk):
+            ids[j, :len(q)] = torch.tensor(q)
+        cache = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv])
+        h = body(input_ids=ids, cache=cache, use_cache=True).last_hidden_state          # (n, T_suffix, d)
+        return head(h[torch.arange(n), torch.tensor([len(q) - 1 for q in chunk])])       # (n, vocab)
+
+    def _forward_group(self, prefix: list[int], suffixes: list[list[int]]) -> torch.Tensor:
+        """Next-token logits after each prefix + suffix, shape (len(suffixes), vocab).
+
+        The prefix runs once; its per-layer key/value tensors (1, kv_heads, T_prefix, head_dim) are expanded to
+        each batch of `predict_batch_size` right-padded suffixes (n, T_suffix). Causal attention keeps every
+        real token blind to the padding after it, and only each row's last real position goes through the LM
+        head."""
+        body, head, kv = self._prefix_kv(prefix)
+        bs = self.predict_batch_size
+        return torch.cat([self._suffix_logits(body, head, kv, suffixes[c:c + bs]) for c in range(0, len(suffixes), bs)])
+
+    def _backward_group(self, prefix: list[int], suffixes: list[list[int]], targets: torch.Tensor,
+                        scale: float) -> float:
+        """Backpropagate ``scale * sum_i CE(logits_i, targets_i)`` over prefix + suffix_i; returns the loss.
+
+        The prefix runs forward once with autograd; the suffixes run in chunks of `tune_batch_size` on detached
+        copies of its key/value tensors, whose gradients add up over the chunks and then flow back through the
+        prefix once. The gradient equals that of the separate full prompts (tested); memory holds the prefix's
+        activations plus one chunk's, not the whole batch's."""
+        body, head, kv = self._prefix_kv(prefix)
+        leaves = [(k.detach().requires_grad_(), v.detach().requires_grad_()) for k, v in kv]
+        total, bs = 0.0, self.tune_batch_size
+        for c in range(0, len(suffixes), bs):
+            z = self._suffix_logits(body, head, leaves, suffixes[c:c + bs])
+            loss = torch.nn.functional.cross_entropy(z, targets[c:c + bs], reduction="sum") * scale
+            loss.backward()
+            total += float(loss.detach())
+        roots = [(t, leaf.grad) for pair, lp in zip(kv, leaves) for t, leaf in zip(pair, lp) if leaf.grad is not None]
+        if roots:
+            torch.autograd.backward([t for t, _ in roots], [g for _, g in roots])
+        return total
 
     def prompts(self, X: pd.DataFrame) -> list[str]:
         """The prompt text for each row of X (before the chat template), as `predict_proba` builds them."""
         check_is_fitted(self, "features_")
         X = self._check_X(X)
-        rng = np.random.default_rng([self._seed, 1])
-        return [self._prompt(X.iloc[[i]], rng) for i in range(len(X))]
+        out = [""] * len(X)
+        for _, prefix, rows in self._plan(X):
+            for i, _, suffix in rows:
+                out[i] = prefix + suffix
+        return out
 
     # ------------------------------------------------------------------------------------------------ fit
     @property
@@ -402,14 +516,15 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
                 # batch order and in-context draws depend on (seed, step) only, so a resumed run sees the same data
                 rng = np.random.default_rng([self._seed, 2, step])
                 rows = rng.choice(len(X), self.batch_size, replace=len(X) < self.batch_size)
+                if self.shot_sets is None:       # a draw per prompt (reference) or one shared by the batch
+                    groups = [(sample_shots(self.pool_y_, self.k, rng, self.min_positive), [int(r)]) for r in rows]
+                else:
+                    groups = [(sample_shots(self.pool_y_, self.k, rng, self.min_positive), [int(r) for r in rows])]
                 opt.zero_grad(set_to_none=True)
                 total = 0.0
-                for r in rows:
-                    ids = self._encode(self._prompt(X.iloc[[int(r)]], rng))
-                    logits = self.model_(input_ids=ids, logits_to_keep=1).logits[0, -1]   # (vocab,) next-token logits
-                    loss = torch.nn.functional.cross_entropy(logits[None], lab[y01[r]][None]) / self.batch_size
-                    loss.backward()
-                    total += float(loss.detach())
+                for shots, rs in groups:
+                    ids = [self._encode_parts(*self._parts(shots, X.iloc[[r]])) for r in rs]
+                    total += self._backward_group(ids[0][0], [q for _, q in ids], lab[y01[rs]], 1.0 / self.batch_size)
                 opt.step(); sched.step()
                 self.lora_losses_.append(total)
                 if ckpt is not None and ((step + 1) % every == 0 or step + 1 == self.lora_steps):
@@ -435,17 +550,19 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
         check_is_fitted(self, "features_")
         X = self._check_X(X)
         self.model_.eval()
-        rng = np.random.default_rng([self._seed, 1])
         out, mass, greedy_ok = np.zeros((len(X), 2)), np.zeros(len(X)), np.zeros(len(X), bool)
-        it = range(len(X)) if progress is None else progress(range(len(X)))
-        for i in it:
-            ids = self._encode(self._prompt(X.iloc[[i]], rng))
-            # only the last position's logits are needed: skips the (T, vocab) head product
-            logits = self.model_(input_ids=ids, logits_to_keep=1).logits[0, -1].double()
+        groups = self._plan(X)
+        bar = None if progress is None else iter(progress(range(len(X))))
+        for prefix, _, rows in groups:
+            logits = self._forward_group(prefix, [q for _, q, _ in rows]).double()    # (n_group, vocab)
             p = logits.softmax(-1)
-            out[i] = logits[self.label_token_ids_].numpy()
-            mass[i] = float(p[self.label_token_ids_].sum())
-            greedy_ok[i] = int(logits.argmax()) in self.label_token_ids_
+            idx = [i for i, _, _ in rows]
+            out[idx] = logits[:, self.label_token_ids_].numpy()
+            mass[idx] = p[:, self.label_token_ids_].sum(-1).numpy()
+            greedy_ok[idx] = np.isin(logits.argmax(-1).numpy(), self.label_token_ids_)
+            for _ in rows:
+                if bar is not None:
+                    next(bar, None)
         return out, mass, greedy_ok
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -497,16 +614,16 @@ class TAPGPTClassifier(BaseEstimator, ClassifierMixin):
         check_is_fitted(self, "features_")
         X = self._check_X(X)
         n_new = max_new_tokens or (64 if reasoning else 4)
-        rng = np.random.default_rng([self._seed, 1])
         self.model_.eval()
-        out = []
-        for i in range(len(X)):
-            ids = self._encode(self._prompt(X.iloc[[i]], rng, reasoning))
-            gen = self.model_.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new,
-                                       do_sample=False, pad_token_id=self.tokenizer_.eos_token_id)
-            text = self.tokenizer_.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
-            lab = parse_label(text)
-            out.append({"text": text, "label": None if lab is None else self.classes_[lab], "parsed": lab is not None})
+        out = [None] * len(X)
+        for prefix, _, rows in self._plan(X, reasoning):
+            for i, q, _ in rows:
+                ids = torch.tensor([prefix + q], dtype=torch.long)
+                gen = self.model_.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new,
+                                           do_sample=False, use_cache=True, pad_token_id=self.tokenizer_.eos_token_id)
+                text = self.tokenizer_.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+                lab = parse_label(text)
+                out[i] = {"text": text, "label": None if lab is None else self.classes_[lab], "parsed": lab is not None}
         return out
 
     # ----------------------------------------------------------------------------------------- persist
