@@ -104,3 +104,34 @@ def test_mid_unit_checkpoint_resume_is_exact(tmp_path):
                                     overrides=["checkpoint_every=10"]).read_text())
     assert got["arms"][0]["per_seed"] == ref2["arms"][0]["per_seed"]
     assert ref["arms"][0]["per_seed"].keys() == got["arms"][0]["per_seed"].keys()
+
+
+def test_derived_metrics_compare_units_without_rerunning_them(tmp_path, counted):
+    import dataclasses
+
+    from tenfold.harness import Claim, Metric
+
+    def derive(units, cfg):
+        # gap to the other arm's final loss in the same seed (a cross-unit metric)
+        out = {}
+        for (arm, seed), rec in units.items():
+            other = units[("slow" if arm == "fast" else "fast", seed)]["metrics"]["final_loss"]
+            out[(arm, seed)] = {"loss_gap": rec["metrics"]["final_loss"] - other}
+        return out
+
+    exp = dataclasses.replace(TOY, metrics=[*TOY.metrics, Metric("loss_gap", "nats", False)],
+                              claims=[*TOY.claims, Claim("gap", "toy gap", "loss_gap", "fast", "slow", "lower")])
+    object.__setattr__(exp, "run_unit", TOY.run_unit)  # counted
+    plain = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False).read_text())
+    assert len(counted) == 2
+    res = json.loads(run_experiment(dataclasses.replace(exp, derive=derive), PAPER, mode="smoke", out_dir=tmp_path,
+                                    progress=False).read_text())
+    assert len(counted) == 2  # the stored units were reused: the derived metric needs no rerun
+    validate_results(res)
+    by = {a["name"]: a["per_seed"]["0"] for a in res["arms"]}
+    loss = {a["name"]: a["per_seed"]["0"]["final_loss"] for a in plain["arms"]}
+    assert by["fast"]["loss_gap"] == pytest.approx(loss["fast"] - loss["slow"]) == -by["slow"]["loss_gap"]
+    unit = json.loads((tmp_path / "toy" / "units" / "fast__seed0.json").read_text())
+    assert "loss_gap" not in unit["metrics"]  # stored units are left as measured
+    with pytest.raises(ValueError, match="undeclared metrics"):
+        run_experiment(dataclasses.replace(TOY, derive=derive), PAPER, mode="smoke", out_dir=tmp_path, progress=False)

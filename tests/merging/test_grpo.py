@@ -57,9 +57,20 @@ def test_grpo_resumes_from_its_last_checkpoint(tok, tmp_path):
     assert log["step"] == [1, 2]  # step 1 from the checkpoint's log history, step 2 trained now
 
 
-def test_reward_is_exact_match_of_first_line():
-    assert exact_match_reward(["p"] * 3, [" yes\nno", " no", "yes please"], answer=["yes", "yes", "yes"]) == \
-        [1.0, 0.0, 0.0]
+@pytest.mark.parametrize("completion,hit", [(" yes", 1.0), (" yes\nno", 1.0), (" no", 0.0), ("yes please", 0.0),
+                                            ("yes", 0.0), ("\nyes", 0.0), (" yes ", 0.0), ("", 0.0)])
+def test_reward_is_the_metric_rule_first_line_is_space_answer(completion, hit):
+    # the pipeline's greedy metric needs " " + answer and then a stop (end or a new line); so does the reward
+    assert exact_match_reward(["p"], [completion], answer=["yes"]) == [hit]
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_kl_term_is_computed_only_with_beta(tok, tmp_path, beta):
+    # TRL computes (and logs) the KL to the reference policy only when beta != 0; beta = 0 is the paper's choice
+    train, _ = make_split("embodied", 2, 1)
+    _, log = grpo_train(_model(tok), tok, train, dataclasses.replace(S, steps=1, beta=beta), tmp_path,
+                        layers=[1], targets=["q_proj"])
+    assert (len(log["kl"]) == 1 and log["kl"][0] >= 0) if beta else log["kl"] == []
 
 
 @pytest.mark.parametrize("change,msg", [

@@ -151,6 +151,29 @@ def test_stage_is_cached_and_resume_is_bit_identical(tok, tmp_path):
     assert seen == [2, 3] and all(torch.equal(again[k], ref[k]) for k in ref)  # loaded, not retrained
 
 
+def test_interrupted_stage_leaves_no_adapters_and_other_starts_are_refused(tok, tmp_path):
+    p = SSRPipeline(CFG, _domains(), tmp_path, _model_fn(tok))
+
+    class Stop(Exception):
+        pass
+
+    def boom(step, loss):
+        if step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        p.train(p.base_state, ["driving"], 4, "t", on_step=boom)
+    assert not hasattr(p.model, "peft_config") and not any("lora" in k for k in p.model.state_dict())
+    # the same tag from other start weights, another mixture or another length: refused, not silently reused
+    other = {k: v + 1e-3 for k, v in p.base_state.items()}
+    with pytest.raises(UserError, match="other start weights"):
+        p.train(other, ["driving"], 4, "t")  # the partial checkpoint
+    done = p.train(p.base_state, ["driving"], 4, "t")
+    with pytest.raises(UserError, match="other start weights"):
+        p.train(p.base_state, ["aerial"], 4, "t")  # the final checkpoint
+    assert all(torch.equal(done[k], v) for k, v in p.train(p.base_state, ["driving"], 4, "t").items())
+
+
 def test_full_finetune_changes_every_adapted_weight(tok, tmp_path):
     p = SSRPipeline(dataclasses.replace(CFG, finetune="full", lr=1e-3), _domains(), tmp_path, _model_fn(tok))
     s = p.train(p.base_state, ["aerial"], 1, "f")

@@ -130,7 +130,9 @@ def _run(arm, seed, cfg, ctx):
         acc = _evals(pipe, "scaffold", pipe.scaffold(SCAFFOLD))
     elif name in ("specialists", "specialists_base"):
         branch = "scaffold" if name == "specialists" else "base"
-        acc = {SCAFFOLD: _evals(pipe, "scaffold", pipe.scaffold(SCAFFOLD))[SCAFFOLD]}
+        # the spatial skill of the system: the scaffold's when the experts branch from it, else the base model's
+        spatial = ("scaffold", pipe.scaffold(SCAFFOLD)) if branch == "scaffold" else ("base", pipe.base_state)
+        acc = {SCAFFOLD: _evals(pipe, *spatial)[SCAFFOLD]}
         matrix = {}
         for d in SPECIALISED:
             state = pipe.specialise(d, branch, SCAFFOLD)

@@ -158,6 +158,11 @@ class Experiment:
     run_unit : Callable[[Arm, int, config, UnitContext], UnitResult]
     plot : Callable[[dict, Path], list[Path]] or None
         Extra plots from the aggregated results dict, written into the given folder.
+    derive : Callable[[dict, config], dict] or None
+        Metrics that compare units with each other (e.g. steps to reach another arm's final loss in the same
+        seed). Called at aggregation with {(arm, seed): unit record} and the config; returns
+        {(arm, seed): {metric: value}}, added to those units' metrics (declared metrics only). Because they are
+        computed from stored units, they need no rerun and are always consistent with the units they read.
     summary : str
         One paragraph for the report: the set-up at our scale and how it differs from the paper.
     """
@@ -172,6 +177,7 @@ class Experiment:
     seeds: Mapping[str, int] = field(default_factory=lambda: {"smoke": 1, "quick": 3, "full": 5})
     plot: Callable[[dict, Path], list[Path]] | None = None
     summary: str = ""
+    derive: Callable[[dict, Any], dict] | None = None
 
     def __post_init__(self):
         missing = [m for m in MODES if m not in self.modes]

@@ -200,8 +200,25 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return mean, std
 
 
-def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str) -> tuple[list, list, list]:
-    """Arms with per-seed metrics and mean/std, curves, and judged claims."""
+def _with_derived(exp: Experiment, units: dict, cfg: Any) -> dict:
+    """Copies of the unit records with `exp.derive`'s cross-unit metrics added (the stored units are untouched)."""
+    if exp.derive is None or cfg is None:
+        return units
+    extra = exp.derive(units, cfg)
+    declared = {m.name for m in exp.metrics}
+    out = {}
+    for key, rec in units.items():
+        new = extra.get(key, {})
+        unknown = set(new) - declared
+        if unknown:
+            raise ValueError(f"{exp.name}: derive returned undeclared metrics {sorted(unknown)}")
+        out[key] = {**rec, "metrics": {**rec["metrics"], **{k: _clean(float(v)) for k, v in new.items()}}}
+    return out
+
+
+def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str, cfg: Any = None) -> tuple[list, list, list]:
+    """Arms with per-seed metrics and mean/std, curves, and judged claims (`cfg` feeds `exp.derive`)."""
+    units = _with_derived(exp, units, cfg)
     arm_rows = []
     for arm in arms:
         recs = sorted((r for (a, _), r in units.items() if a == arm.name), key=lambda r: r["seed"])
@@ -239,7 +256,7 @@ def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str) -> t
 
 
 def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final) -> Path:
-    arm_rows, curves, claims = aggregate(exp, arms, units, mode)
+    arm_rows, curves, claims = aggregate(exp, arms, units, mode, cfg)
     complete = all((a.name, s) in units for a in arms for s in range(n_seeds))
     results = {
         "schema": SCHEMA_ID,

@@ -4,7 +4,7 @@ Paper: Gong et al., "ACE-Brain-0", arXiv 2603.03198: after merging, the model is
 al., arXiv 2402.03300) with the KL penalty dropped (beta = 0; the clipped surrogate is judged sufficient).
 Implemented: a thin wrapper that builds `trl.GRPOConfig` from `GRPOSettings`, trains LoRA adapters on the
 adapted (top) layers of a full causal LM with `trl.GRPOTrainer`, rewards 1 for an exact answer
-(`tenfold.merging.domains.exact_match`), and returns the merged-in adapted-layer state plus the per-step
+(the completion's first line equals " " + answer, the rule of the pipeline's metric), and returns the merged-in adapted-layer state plus the per-step
 reward curve. The GRPO algorithm itself is TRL's (pinned: trl==1.13.0); nothing here re-implements it.
 Not implemented: a format reward, vLLM generation, the paper's (unpublished) group size, data and lr.
 """
@@ -20,7 +20,7 @@ import torch
 
 from tenfold.common.config import field
 from tenfold.common.errors import UserError
-from tenfold.merging.domains import Example, exact_match
+from tenfold.merging.domains import Example
 
 
 @dataclass
@@ -69,16 +69,21 @@ class GRPOSettings:
 
 def exact_match_reward(prompts: Sequence[Any], completions: Sequence[str], answer: Sequence[str],
                        **kwargs: Any) -> list[float]:
-    """TRL reward function: 1.0 for an exact answer on the completion's first line, else 0.0.
+    """TRL reward function: 1.0 when the completion's first line is exactly ``" " + answer``, else 0.0.
 
-    The dataset's ``answer`` column arrives as a keyword argument (TRL passes every column).
+    This is the rule of the pipeline's greedy exact-match metric (the answer after one space, then a stop: end
+    of text or a new line), so GRPO optimises what is evaluated; the looser `exact_match` (whitespace stripped)
+    would also reward ``"left"`` or ``"\nleft"``, which the metric counts as misses. The dataset's ``answer``
+    column arrives as a keyword argument (TRL passes every column).
 
     Examples
     --------
-    >>> exact_match_reward(["p", "p"], [" left", " no"], answer=["left", "yes"])
-    [1.0, 0.0]
+    >>> exact_match_reward(["p", "p", "p"], [" left", " no", "left"], answer=["left", "yes", "left"])
+    [1.0, 0.0, 0.0]
     """
-    return exact_match(completions, answer)
+    if len(completions) != len(answer):
+        raise UserError(f"exact_match_reward: {len(completions)} completions for {len(answer)} answers")
+    return [1.0 if c.split("\n")[0] == " " + a else 0.0 for c, a in zip(completions, answer)]
 
 
 def grpo_train(model: torch.nn.Module, tok, examples: Sequence[Example], settings: GRPOSettings,
@@ -102,7 +107,8 @@ def grpo_train(model: torch.nn.Module, tok, examples: Sequence[Example], setting
     Returns
     -------
     model : the policy with the adapters merged in (a plain HF model)
-    log : dict with "step", "reward", "reward_std", "loss" lists (one entry per step) and "seconds", "gen_per_s"
+    log : dict with "step", "reward", "reward_std", "loss" lists (one entry per step), "kl" (per step when
+        beta != 0, else empty) and "seconds", "gen_per_s"
     """
     settings.validate()
     if not examples:
@@ -135,6 +141,7 @@ def grpo_train(model: torch.nn.Module, tok, examples: Sequence[Example], setting
     hist = [h for h in trainer.state.log_history if "reward" in h]
     log = {"step": [int(h["step"]) for h in hist], "reward": [float(h["reward"]) for h in hist],
            "reward_std": [float(h.get("reward_std", 0.0)) for h in hist], "loss": [float(h["loss"]) for h in hist],
+           "kl": [float(h["kl"]) for h in hist if "kl" in h],  # TRL logs it only when beta != 0
            "seconds": float(out.metrics.get("train_runtime", 0.0))}
     done = len(hist) * settings.prompts_per_step * settings.num_generations
     log["gen_per_s"] = done / log["seconds"] if log["seconds"] > 0 else 0.0

@@ -371,43 +371,54 @@ class SSRPipeline:
               on_step: Callable[[int, float], None] | None = None) -> StateDict:
         """Fine-tune from `start` on the train splits of `mixture` (each example's domain drawn uniformly)
         for `steps` steps; returns the trained adapted-layer state (LoRA merged in). Resumable by `tag`."""
+        cfg = self.cfg
+        # what this stage is: its start weights, data mixture, length and settings. A checkpoint of the same tag
+        # made from anything else is refused rather than silently reused (checkpoints without one are older).
+        fp = stage_fingerprint(start, mixture, steps, cfg)
         final = self.work_dir / f"{tag}.pt"
         ck = load_checkpoint(final, restore_rng=False)
         if ck is not None:
+            _check_fingerprint(ck, fp, final)
             return ck["state"]
         for d in mixture:
             self._enc(d, "train")
-        cfg = self.cfg
         load_head_state(self.model, self.n_frozen, start)
         seed = int(hashlib.sha256(f"{cfg.seed}/{tag}".encode()).hexdigest()[:8], 16)
-        torch.manual_seed(seed)  # LoRA's A init comes from the global RNG
-        model, params = self._trainable()
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-        step, losses = 0, []
-        partial = self.work_dir / f"{tag}.partial.pt"
-        pk = load_checkpoint(partial, restore_rng=False)
-        if pk is not None:
-            for p, v in zip(params, pk["params"]):
-                p.data.copy_(v)
-            opt.load_state_dict(pk["optimizer"])
-            gen.set_state(pk["gen"])
-            step, losses = pk["step"], pk["losses"]
-        model.train()
-        for step in self.progress(range(step, steps), desc=tag, initial=step, total=steps):
-            loss = self._sft_loss(mixture, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if on_step:
-                on_step(step, losses[-1])
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
-                save_checkpoint(partial, params=[p.detach().clone() for p in params], optimizer=opt.state_dict(),
-                                gen=gen.get_state(), step=step + 1, losses=losses, config=to_dict(cfg))
+        with torch.random.fork_rng(devices=[]):  # LoRA's A init draws from the global RNG; leave it as it was
+            torch.manual_seed(seed)
+            model, params = self._trainable()
+        try:
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            gen = torch.Generator().manual_seed(seed)
+            step, losses = 0, []
+            partial = self.work_dir / f"{tag}.partial.pt"
+            pk = load_checkpoint(partial, restore_rng=False)
+            if pk is not None:
+                _check_fingerprint(pk, fp, partial)
+                for p, v in zip(params, pk["params"]):
+                    p.data.copy_(v)
+                opt.load_state_dict(pk["optimizer"])
+                gen.set_state(pk["gen"])
+                step, losses = pk["step"], pk["losses"]
+            model.train()
+            for step in self.progress(range(step, steps), desc=tag, initial=step, total=steps):
+                loss = self._sft_loss(mixture, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                if on_step:
+                    on_step(step, losses[-1])
+                if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+                    save_checkpoint(partial, params=[p.detach().clone() for p in params], optimizer=opt.state_dict(),
+                                    gen=gen.get_state(), step=step + 1, losses=losses, config=to_dict(cfg),
+                                    fingerprint=fp)
+        except BaseException:  # an interrupted stage must not leave its adapters inside the shared model
+            self._discard_trainable(model)
+            raise
         model.eval()
         state = self._finish_trainable(model)
-        save_checkpoint(final, state=state, losses=losses, config=to_dict(cfg), tag=tag)
+        save_checkpoint(final, state=state, losses=losses, config=to_dict(cfg), tag=tag, fingerprint=fp)
         partial.unlink(missing_ok=True)
         return state
 
@@ -421,6 +432,12 @@ class SSRPipeline:
         pm = get_peft_model(self.model, LoraConfig(r=self.cfg.lora_rank, lora_alpha=self.cfg.lora_alpha,
                                                    lora_dropout=0.0, target_modules=list(self.cfg.lora_targets)))
         return pm, [p for p in pm.parameters() if p.requires_grad]
+
+    def _discard_trainable(self, model: nn.Module) -> None:
+        """Drop unfinished LoRA adapters (no merge) and freeze; the partial checkpoint keeps the work."""
+        if self.cfg.finetune == "lora" and hasattr(model, "unload"):
+            self.model = model.unload()
+        self.model.requires_grad_(False)
 
     def _finish_trainable(self, model: nn.Module) -> StateDict:
         """Merge LoRA into the weights (the expert's delta is B A alpha/r) and freeze; return the state."""
@@ -520,6 +537,22 @@ class SSRPipeline:
         model, tok = self.model_fn()
         load_head_state(model, 0, state)
         return model, tok
+
+
+def stage_fingerprint(start: Mapping[str, torch.Tensor], mixture: Sequence[str], steps: int, cfg: SSRConfig) -> str:
+    """A short hash of an SFT stage's start weights (bytes), data mixture, step count and config."""
+    h = hashlib.sha256(json.dumps({"mixture": list(mixture), "steps": steps, "cfg": to_dict(cfg)},
+                                  sort_keys=True, default=str).encode())
+    for k in sorted(start):
+        h.update(k.encode())
+        h.update(start[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_fingerprint(ck: Mapping[str, Any], fp: str, path: Path) -> None:
+    if ck.get("fingerprint") not in (None, fp):
+        raise UserError(f"stage checkpoint {path} was made from other start weights, data or settings than this "
+                        "call; delete it or use another work_dir")
 
 
 def _pad(x: torch.Tensor, t: int, value) -> torch.Tensor:
