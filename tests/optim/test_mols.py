@@ -252,6 +252,39 @@ def test_errors(kw, match):
         MoLS(_net().named_parameters(), **kw)
 
 
+@pytest.mark.parametrize("group,match", [
+    ({"interval": 0}, "Invalid interval: 0 .param group"), ({"lr": -1.0}, "Invalid lr: -1.0 .param group"),
+    ({"betas": (0.9, 1.0)}, "Invalid betas"), ({"alpha": -0.5}, "per-group alpha"),
+    ({"scale_max": 3.0}, "per-group scale_max"), ({"reference": "none"}, "per-group reference"),
+])
+def test_param_group_settings_are_checked(group, match):
+    net = _net()
+    named = list(net.named_parameters())
+    with pytest.raises(ValueError, match=match):
+        MoLS([{"params": named[:2], "module": "a"}, {"params": named[2:], "module": "b", **group}], lr=1e-2)
+    opt = MoLS(named[:2], lr=1e-2)
+    with pytest.raises(ValueError, match=match):
+        opt.add_param_group({"params": named[2:], "module": "b", **group})
+
+
+def test_add_param_group_and_per_group_interval():
+    net = _net()
+    named = list(net.named_parameters())
+    opt = MoLS(named[:2], lr=1e-2, interval=1, warmup_steps=0)
+    opt.add_param_group({"params": named[2:], "module": "late", "interval": 2})
+    assert opt.param_groups[-1]["module"] == "late" and opt.param_groups[-1]["lr"] == 1e-2
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(8, 4)).square().mean().backward()
+        opt.step()
+    assert set(opt.scales()) >= {"late"} and opt.snrs()["late"] is not None
+
+
+def test_strict_needs_names():
+    with pytest.raises(ValueError, match="strict=True needs names"):
+        MoLS(list(_net().parameters()), strict=True)
+
+
 def test_sparse_gradients_refused_before_any_change():
     emb = torch.nn.Embedding(10, 3, sparse=True)
     opt = MoLS(emb.named_parameters(), lr=0.1)

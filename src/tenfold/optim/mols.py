@@ -188,6 +188,35 @@ def module_scales(snrs: Sequence[float], sizes: Sequence[int], *, alpha: float, 
     return [min(max(math.exp(alpha * (l - ref)), scale_min), scale_max) for l in logs]
 
 
+JOINT_KEYS = ("alpha", "scale_min", "scale_max", "reference")  # used once for the joint normalisation of all modules
+
+
+def _check_hyper(h: dict, where: str = "") -> None:
+    """Raise ValueError("Invalid <name>: ...") for the first bad hyperparameter in `h`."""
+    lr, eps, betas, wd = h["lr"], h["eps"], h["betas"], h["weight_decay"]
+    if isinstance(lr, Tensor) or not lr >= 0.0:
+        raise ValueError(f"Invalid lr: {lr}{where}; expected a float >= 0")
+    if not eps >= 0.0:
+        raise ValueError(f"Invalid eps: {eps}{where}; expected >= 0")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"Invalid betas: {betas}{where}; expected two floats in [0, 1)")
+    if not wd >= 0.0:
+        raise ValueError(f"Invalid weight_decay: {wd}{where}; expected >= 0")
+    if isinstance(h["interval"], bool) or not isinstance(h["interval"], int) or h["interval"] < 1:
+        raise ValueError(f"Invalid interval: {h['interval']}{where}; expected an integer K >= 1")
+    if not 0.0 <= h["snr_beta"] < 1.0:
+        raise ValueError(f"Invalid snr_beta: {h['snr_beta']}{where}; expected in [0, 1)")
+    if not 0.0 < h["scale_min"] <= 1.0 <= h["scale_max"]:
+        raise ValueError(f"Invalid scale range: ({h['scale_min']}, {h['scale_max']}){where}; expected 0 < scale_min "
+                         "<= 1 <= scale_max")
+    if isinstance(h["warmup_steps"], bool) or not isinstance(h["warmup_steps"], int) or h["warmup_steps"] < 0:
+        raise ValueError(f"Invalid warmup_steps: {h['warmup_steps']}{where}; expected an integer >= 0")
+    if h["reference"] not in REFERENCES:
+        raise ValueError(f"Invalid reference: {h['reference']!r}{where}; expected one of {', '.join(REFERENCES)}")
+    if not math.isfinite(h["alpha"]):
+        raise ValueError(f"Invalid alpha: {h['alpha']}{where}; expected a finite float")
+
+
 class MoLS(Optimizer):
     r"""AdamW with module-wise update scales from module signal-to-noise ratios (MoLS-R).
 
@@ -269,28 +298,11 @@ class MoLS(Optimizer):
                  rules: Sequence[tuple[str, Sequence[str]]] | None = None, strict: bool = False,
                  reference: str = "geomean", scaling: bool = True, scale_weight_decay: bool = False,
                  maximize: bool = False, foreach: bool = True):
-        if isinstance(lr, Tensor) or not lr >= 0.0:
-            raise ValueError(f"Invalid lr: {lr}; expected a float >= 0")
-        if not eps >= 0.0:
-            raise ValueError(f"Invalid eps: {eps}; expected >= 0")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Invalid betas: {betas}; expected two floats in [0, 1)")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay: {weight_decay}; expected >= 0")
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"Invalid interval: {interval}; expected an integer K >= 1")
-        if not 0.0 <= snr_beta < 1.0:
-            raise ValueError(f"Invalid snr_beta: {snr_beta}; expected in [0, 1)")
-        if not 0.0 < scale_min <= 1.0 <= scale_max:
-            raise ValueError(f"Invalid scale range: ({scale_min}, {scale_max}); expected 0 < scale_min <= 1 <= scale_max")
-        if not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"Invalid warmup_steps: {warmup_steps}; expected an integer >= 0")
         if granularity not in GRANULARITIES:
             raise ValueError(f"Invalid granularity: {granularity!r}; expected one of {', '.join(GRANULARITIES)}")
-        if reference not in REFERENCES:
-            raise ValueError(f"Invalid reference: {reference!r}; expected one of {', '.join(REFERENCES)}")
-        if not math.isfinite(alpha):
-            raise ValueError(f"Invalid alpha: {alpha}; expected a finite float")
+        _check_hyper(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, alpha=alpha, interval=interval,
+                          snr_beta=snr_beta, scale_min=scale_min, scale_max=scale_max, warmup_steps=warmup_steps,
+                          reference=reference))
         self.rules = tuple((k, tuple(p)) for k, p in (rules if rules is not None else DEFAULT_RULES))
         self.granularity, self.strict = granularity, strict
         groups = self._module_groups(params)
@@ -299,13 +311,41 @@ class MoLS(Optimizer):
                         warmup_steps=warmup_steps, reference=reference, scaling=scaling,
                         scale_weight_decay=scale_weight_decay, maximize=maximize)
         self.foreach = bool(foreach)
+        self._ready = False
         super().__init__(groups, defaults)
+        self._ready = True
         for g in self.param_groups:
-            if "rank" in g:
-                g.setdefault("update_proj_gap", 200)
-                g.setdefault("scale", 1.0)
-                g.setdefault("proj_type", "std")
+            self._prepare_group(g)
         self.history: list[dict[str, Any]] = []
+
+    def _prepare_group(self, g: dict) -> None:
+        """Check one param group (defaults filled in) before any step; fill GaLore's keys."""
+        _check_hyper(g, where=f" (param group {g.get('module', '?')!r})")
+        first = self.param_groups[0]
+        for k in JOINT_KEYS:  # the module scales are normalised jointly over every group: one value for all
+            if g[k] != first[k]:
+                raise ValueError(f"Invalid param group {g.get('module', '?')!r}: per-group {k}={g[k]!r} differs "
+                                 f"from {first[k]!r}; {', '.join(JOINT_KEYS)} are shared by all modules, set them "
+                                 "on the optimizer")
+        if "rank" in g:
+            g.setdefault("update_proj_gap", 200)
+            g.setdefault("scale", 1.0)
+            g.setdefault("proj_type", "std")
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group (one module: tag it with "module", else it is named by position), checked like the rest."""
+        if not self._ready:  # called by Optimizer.__init__ on the module groups built above
+            super().add_param_group(param_group)
+            return
+        g = dict(param_group)
+        params = [g["params"]] if isinstance(g["params"], Tensor) else list(g["params"])
+        names = [n for n, _ in params] if params and isinstance(params[0], tuple) else None
+        g["params"] = [p for _, p in params] if names else params
+        g.setdefault("module", f"group{len(self.param_groups)}")
+        g.setdefault("param_names", names or [f"{g['module']}.{i}" for i in range(len(g["params"]))])
+        g.update(snr=None, module_scale=1.0, mols_step=0)
+        super().add_param_group(g)
+        self._prepare_group(self.param_groups[-1])
 
     # ---- module partition -------------------------------------------------------------------------
     def _module_groups(self, params: Iterable) -> list[dict]:
@@ -329,6 +369,9 @@ class MoLS(Optimizer):
                 if "module" in ug:
                     key = str(ug["module"])
                 elif name is None:
+                    if self.strict:
+                        raise ValueError("Invalid params: strict=True needs names to match rules against; pass "
+                                         "model.named_parameters() or groups tagged with 'module'")
                     key = f"group{gi}.param{pi}"
                 else:
                     key = module_key(name, self.granularity, self.rules, self.strict)
