@@ -74,7 +74,7 @@ def test_kl_term_is_computed_only_with_beta(tok, tmp_path, beta):
 
 
 @pytest.mark.parametrize("change,msg", [
-    ({"steps": 0}, "Invalid grpo steps"), ({"num_generations": 1}, "group of >= 2"),
+    ({"steps": 0}, "Invalid grpo steps"), ({"num_iterations": 0}, "Invalid grpo num_iterations"), ({"num_generations": 1}, "group of >= 2"),
     ({"beta": -0.1}, "Invalid grpo beta"), ({"lr": 0}, "Invalid grpo lr"),
     ({"loss_type": "ppo"}, "Invalid grpo loss_type"), ({"temperature": float("inf")}, "Invalid grpo temperature"),
 ])

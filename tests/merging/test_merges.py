@@ -334,6 +334,20 @@ def _mergekit(method, weights, *, density=1.0, **shared):
     return out
 
 
+@pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0], [0.3, 0.5, 0.2]])
+def test_average_matches_mergekit_linear(weights):
+    registry = pytest.importorskip("mergekit.merge_methods.registry")
+    from mergekit.merge_methods.base import TensorGroup
+
+    # mergekit's "linear" (model soups) ignores the base and normalises the weights, as our `average` does
+    ids = list(range(1, len(EXPERTS) + 1))
+    ours = average(BASE, EXPERTS, weights=weights)
+    for k in FLOAT_KEYS:
+        group = TensorGroup.from_tensors([e[k] for e in EXPERTS], ids=ids, base_index=None, name=k)
+        (ref,) = registry.get("linear")([group], parameters={"weight": dict(zip(ids, weights)), "normalize": True})
+        assert torch.allclose(ours[k], ref, atol=1e-6), k
+
+
 @pytest.mark.parametrize("weights,lam", [([1.0, 1.0, 1.0], 1.0), ([0.3, 0.5, 0.2], 0.7)])
 def test_task_arithmetic_matches_mergekit(weights, lam):
     ref = _mergekit("task_arithmetic", weights, **{"lambda": lam, "normalize": False})

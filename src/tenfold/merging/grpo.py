@@ -40,7 +40,9 @@ class GRPOSettings:
     temperature: float = field(1.0, help="sampling temperature of the rollouts [temperature]")
     lr: float = field(2e-4, help="AdamW learning rate of the LoRA adapters [learning_rate]")
     beta: float = field(0.0, help="KL coefficient: 0 = no KL and no reference model, as the paper [beta]")
-    epsilon: float = field(0.2, help="PPO clip range [epsilon]")
+    epsilon: float = field(0.2, help="PPO clip range [epsilon]; it acts only when num_iterations > 1")
+    num_iterations: int = field(1, help="policy updates per generated batch [num_iterations]; with 1 (TRL's "
+                                "default) the ratio to the sampling policy is 1, so the clip never binds")
     loss_type: str = field("grpo", help="TRL loss aggregation [loss_type]: grpo = per-sequence 1/|o_i| average")
     lora_rank: int = field(8, help="LoRA rank of the GRPO adapters")
     lora_alpha: float = field(16.0, help="LoRA alpha of the GRPO adapters")
@@ -50,7 +52,7 @@ class GRPOSettings:
     def validate(self) -> "GRPOSettings":
         """Raise `UserError` naming the first bad field; return self."""
         for name in ("steps", "prompts_per_step", "num_generations", "max_completion_length", "lora_rank",
-                     "save_every"):
+                     "save_every", "num_iterations"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserError(f"Invalid grpo {name}: {v!r}; expected an integer >= 1")
@@ -129,7 +131,7 @@ def grpo_train(model: torch.nn.Module, tok, examples: Sequence[Example], setting
         gradient_accumulation_steps=1, num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length, temperature=settings.temperature,
         learning_rate=settings.lr, lr_scheduler_type="constant", warmup_steps=0, beta=settings.beta,
-        epsilon=settings.epsilon, loss_type=settings.loss_type, max_steps=settings.steps, logging_steps=1,
+        epsilon=settings.epsilon, num_iterations=settings.num_iterations, loss_type=settings.loss_type, max_steps=settings.steps, logging_steps=1,
         save_strategy="steps", save_steps=settings.save_every, save_only_model=False, report_to="none",
         dataloader_num_workers=0, disable_tqdm=True, shuffle_dataset=True)
     peft_cfg = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
