@@ -192,23 +192,108 @@ def test_warmup_keeps_scales_at_one():
     assert opt.history and {"step", "snr", "scale"} <= set(opt.history[-1])
 
 
+@pytest.mark.parametrize("interval,refresh_steps", [
+    (1, list(range(2, 17))),  # step 1 is skipped: v_hat = m_hat^2 there, no noise information
+    (3, [3, 6, 9, 12, 15]),
+    (5, [5, 10, 15]),
+])
+def test_refresh_only_at_multiples_of_interval(interval, refresh_steps):
+    net = _net()
+    opt = MoLS(net.named_parameters(), lr=1e-2, interval=interval, warmup_steps=0)
+    g = torch.Generator().manual_seed(1)
+    changed = []
+    prev = (opt.snrs(), opt.scales())
+    for t in range(1, 17):
+        opt.zero_grad()
+        net(torch.randn(16, 4, generator=g)).square().mean().backward()
+        opt.step()
+        now = (opt.snrs(), opt.scales())
+        if now[0] != prev[0]:
+            changed.append(t)
+            assert now[1] != prev[1], f"SNRs refreshed at step {t} but no scale moved"
+        else:
+            assert now[1] == prev[1], f"scales moved at step {t} without an SNR refresh"
+        prev = now
+    assert all(gr["mols_step"] == 16 for gr in opt.param_groups)
+    assert [h["step"] for h in opt.history] == refresh_steps
+    assert changed == refresh_steps
+    assert opt.history[-1]["snr"] == opt.snrs() and opt.history[-1]["scale"] == opt.scales()
+
+
+@pytest.mark.parametrize("snr_beta,first_beta", [(0.0, None), (0.7, None), (0.9, 0.3)])
+def test_snr_ema_matches_naive_recomputation(snr_beta, first_beta):
+    """Smoothed SNR = EMA over refreshes of module_snr(S, N) from the moments, recomputed by hand."""
+    net = _net()
+    named = list(net.named_parameters())
+    first = {"params": named[:2]}
+    if first_beta is not None:  # per-group snr_beta
+        first["snr_beta"] = first_beta
+    opt = MoLS([first, {"params": named[2:]}], lr=1e-2, interval=2, warmup_steps=0, snr_beta=snr_beta,
+               betas=(0.8, 0.95))
+    betas = {gr["module"]: gr["snr_beta"] for gr in opt.param_groups}
+    assert betas["0.weight"] == (first_beta if first_beta is not None else snr_beta) and betas["2.bias"] == snr_beta
+    ref: dict[str, float] = {}
+    raw_last: dict[str, float] = {}
+    g = torch.Generator().manual_seed(1)
+    n_refresh = 0
+    for t in range(1, 13):
+        opt.zero_grad()
+        net(torch.randn(16, 4, generator=g)).square().mean().backward()
+        opt.step()
+        if t % 2 or t < 2:
+            continue
+        n_refresh += 1
+        for gr in opt.param_groups:  # the moments after step() are those the refresh used
+            st = [opt.state[p] for p in gr["params"]]
+            s, n = _module_stats([x["exp_avg"] for x in st], [x["exp_avg_sq"] for x in st], t, *gr["betas"])
+            raw = raw_last[gr["module"]] = module_snr(s, n, gr["betas"][0])
+            b = betas[gr["module"]]
+            ref[gr["module"]] = raw if gr["module"] not in ref else b * ref[gr["module"]] + (1 - b) * raw
+        assert opt.snrs() == pytest.approx(ref, rel=1e-12)
+        assert opt.history[-1]["snr"] == pytest.approx(ref, rel=1e-12)
+    assert n_refresh == 6 and len(opt.history) == 6
+    assert sum(v > 0 for v in ref.values()) >= 2  # not all clamped to 0
+    for m, v in ref.items():  # snr_beta = 0: the raw SNR itself; else the smoothing is visible
+        assert (v == raw_last[m]) if betas[m] == 0.0 else (v != pytest.approx(raw_last[m], rel=1e-3) or v == 0.0)
+    assert any(ref[m] != raw_last[m] for m in ref) == (max(betas.values()) > 0)
+
+
 # ---- checkpoint: bit-identical next step --------------------------------------------------------------
 def test_state_dict_resume_bit_identical(tmp_path):
     net = _net()
     opt = MoLS(net.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
     _steps(net, opt, 10)
     torch.save({"model": net.state_dict(), "opt": opt.state_dict()}, tmp_path / "ck.pt")
+    hist_at_save = copy.deepcopy(opt.history)
     _steps(net, opt, 4, seed=5)
     ck = torch.load(tmp_path / "ck.pt", weights_only=False)
+    assert ck["opt"]["mols_history"] == hist_at_save and len(hist_at_save) == 3
     net2 = _net(seed=3)
     net2.load_state_dict(ck["model"])
     opt2 = MoLS(net2.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
     opt2.load_state_dict(ck["opt"])
+    assert "mols_history" in ck["opt"]  # the caller's dict is left intact
+    assert opt2.history == hist_at_save
     assert opt2.snrs() == dict(zip(opt2.snrs(), [g["snr"] for g in ck["opt"]["param_groups"]]))
     _steps(net2, opt2, 4, seed=5)
     for p, q in zip(net.parameters(), net2.parameters()):
         assert torch.equal(p, q)
     assert opt.scales() == opt2.scales() and opt.snrs() == opt2.snrs()
+    assert opt2.history == opt.history and len(opt.history) == 4  # the refresh at step 12 appended to both
+
+
+def test_state_dict_history_is_a_copy_and_old_dicts_load():
+    net = _net()
+    opt = MoLS(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=0)
+    _steps(net, opt, 4)
+    sd = opt.state_dict()
+    saved = copy.deepcopy(sd["mols_history"])
+    _steps(net, opt, 2, seed=2)
+    assert sd["mols_history"] == saved and len(opt.history) == len(saved) + 1
+    old = {k: v for k, v in sd.items() if k != "mols_history"}  # a state dict from before the key existed
+    opt2 = MoLS(_net().named_parameters(), lr=1e-2, interval=2, warmup_steps=0)
+    opt2.load_state_dict(old)
+    assert opt2.history == [] and opt2.snrs() == dict(zip(opt2.snrs(), [g["snr"] for g in sd["param_groups"]]))
 
 
 # ---- GaLore mode --------------------------------------------------------------------------------------
@@ -229,6 +314,78 @@ def test_galore_mode_scaling_off_matches_galore_adamw():
     torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=1e-7)
     assert opt.state[b.weight]["exp_avg"].shape == (3, 12)  # low-rank moments
     assert opt.snrs()["weight"] is not None
+
+
+def _galore_net_and_opt(gal):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 10), torch.nn.Tanh(), torch.nn.Linear(10, 6))
+    weights = [(n, p) for n, p in net.named_parameters() if p.dim() == 2]
+    biases = [(n, p) for n, p in net.named_parameters() if p.dim() == 1]
+    opt = MoLS([{"params": weights, **gal}, {"params": biases}], lr=1e-2, weight_decay=0.1, interval=2,
+               warmup_steps=4)
+    return net, opt
+
+
+def _galore_steps(net, opt, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.randn(16, 12, generator=g)
+        opt.zero_grad(); net(x).square().mean().backward(); opt.step()
+
+
+def test_galore_mode_scaling_on_moves_scales_and_resumes(tmp_path):
+    pytest.importorskip("galore_torch")
+    gal = dict(rank=3, update_proj_gap=4, scale=0.5, proj_type="std")
+    net, opt = _galore_net_and_opt(gal)
+    _galore_steps(net, opt, 3, seed=0)
+    assert set(opt.scales().values()) == {1.0}  # warm-up
+    _galore_steps(net, opt, 7, seed=1)
+    assert opt.state[net[0].weight]["exp_avg"].shape == (3, 12)  # low-rank moments
+    assert opt.state[net[0].bias]["exp_avg"].shape == (10,)
+    scales = opt.scales()
+    assert all(abs(scales[m] - 1.0) > 1e-3 for m in ("0.weight", "2.weight"))
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert all(v is not None and math.isfinite(v) for v in opt.snrs().values())
+    torch.save({"model": net.state_dict(), "opt": opt.state_dict()}, tmp_path / "ck.pt")
+    _galore_steps(net, opt, 3, seed=5)  # crosses a GaLore projector refresh
+    ck = torch.load(tmp_path / "ck.pt", weights_only=False)
+    net2, opt2 = _galore_net_and_opt(gal)
+    net2.load_state_dict(ck["model"])
+    opt2.load_state_dict(ck["opt"])
+    assert opt2.history == ck["opt"]["mols_history"]
+    _galore_steps(net2, opt2, 3, seed=5)
+    for p, q in zip(net.parameters(), net2.parameters()):
+        assert torch.equal(p, q)
+    assert opt.scales() == opt2.scales() and opt.snrs() == opt2.snrs() and opt.history == opt2.history
+    # the scale acts on GaLore's update: one step from the checkpoint with scaling on vs off
+    moved = {}
+    for scaling in (True, False):
+        net3, opt3 = _galore_net_and_opt(gal)
+        net3.load_state_dict(ck["model"])
+        opt3.load_state_dict(copy.deepcopy(ck["opt"]))  # own projectors
+        for gr in opt3.param_groups:
+            gr["scaling"] = scaling
+        _galore_steps(net3, opt3, 1, seed=5)  # step 11: uses the scales of the step-10 refresh
+        keep = 1 - 1e-2 * 0.1  # GaLoreAdamW decays after the update: p1 = (p0 + s * d) * keep
+        moved[scaling] = {n: p.detach() / keep - ck["model"][n] for n, p in net3.named_parameters() if p.dim() == 2}
+    for n, d_on in moved[True].items():
+        torch.testing.assert_close(d_on, scales[n] * moved[False][n], rtol=1e-4, atol=1e-8)
+
+
+# ---- diagnostics plot ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["scale", "snr"])
+def test_plot_history_writes_png(tmp_path, key):
+    pytest.importorskip("matplotlib")
+    from tenfold.optim.mols import plot_history
+
+    net = _net()
+    opt = MoLS(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=2)
+    _steps(net, opt, 8)
+    assert len(opt.history) == 4
+    path = tmp_path / f"{key}.png"
+    assert plot_history(opt.history, path, key=key, title="t") == path
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
 
 # ---- bad input: clear errors before any step ----------------------------------------------------------

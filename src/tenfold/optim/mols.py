@@ -233,7 +233,7 @@ class MoLS(Optimizer):
     :math:`\theta \leftarrow \theta(1-\eta\lambda) - \eta s_j \hat m/(\sqrt{\hat v}+\epsilon)`; s_j = 1
     before `warmup_steps`. The scale is a multiplier inside `step`, never written into `group["lr"]`,
     so any LR scheduler works unchanged. Module SNRs and scales are floats in the param-group dicts,
-    so `state_dict()` carries them.
+    so `state_dict()` carries them; it also carries `history` (key "mols_history").
 
     Parameters
     ----------
@@ -276,6 +276,7 @@ class MoLS(Optimizer):
     ----------
     history : list of dict
         One entry per SNR refresh: {"step", "snr": {module: float}, "scale": {module: float}}.
+        Saved and restored by `state_dict()`/`load_state_dict()`.
 
     References
     ----------
@@ -393,6 +394,26 @@ class MoLS(Optimizer):
             g.setdefault("snr", None)
             g.setdefault("module_scale", 1.0)
             g.setdefault("mols_step", 0)
+
+    # ---- checkpoint ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """torch's optimizer state dict plus the refresh history under "mols_history".
+
+        Module SNRs, scales and step counts already travel in "param_groups"; the history is copied so
+        later refreshes do not change a saved dict.
+        """
+        sd = super().state_dict()
+        sd["mols_history"] = [{k: dict(v) if isinstance(v, dict) else v for k, v in h.items()}
+                              for h in self.history]
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a dict from `state_dict`; one without "mols_history" (older checkpoints) leaves `history` as is."""
+        state_dict = dict(state_dict)  # the caller's dict is not modified
+        hist = state_dict.pop("mols_history", None)
+        super().load_state_dict(state_dict)
+        if hist is not None:
+            self.history = [{k: dict(v) if isinstance(v, dict) else v for k, v in h.items()} for h in hist]
 
     # ---- diagnostics --------------------------------------------------------------------------------
     def scales(self) -> dict[str, float]:
