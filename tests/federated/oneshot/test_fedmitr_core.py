@@ -105,6 +105,31 @@ def test_halted_patches_are_frozen():
     assert not torch.equal(x[~halted], x0[~halted])
 
 
+@pytest.mark.parametrize("prune_at", [(0.5,), (0.3, 0.7)])
+def test_halted_patches_stay_at_their_value_when_halted_despite_adam_momentum(prune_at, monkeypatch):
+    # halting mid-run: Adam's first moment would keep moving pixels whose gradient is zeroed; they must not move
+    import tenfold.federated.oneshot.fedmitr as fm
+
+    models = [_vit(0)]
+    geo = vit_geometry(models)
+    inv = SparseInverter(steps=10, batch_size=3, prune_at=prune_at, prune_ratio=0.5, flip=False)
+    snaps, real = [], fm.ensemble_forward
+
+    def spy(ms, x, keep, w, cls_attention=False):  # the ranking pass sees x exactly as it is at halting time
+        if cls_attention:
+            snaps.append(x.detach().clone())
+        return real(ms, x, keep, w, cls_attention=cls_attention)
+
+    monkeypatch.setattr(fm, "ensemble_forward", spy)
+    x, mask, _ = inv.invert_batch(models, torch.tensor([0, 1, 2]), geo, ensemble_weights(None, 1, 5),
+                                  torch.Generator().manual_seed(7))
+    assert len(snaps) == len(prune_at)
+    halted = patch_mask_to_pixels(1 - mask, 4, 3).bool()
+    assert halted.any() and not torch.equal(x[~halted], snaps[-1][~halted])
+    # every pixel halted at the last ranking pass keeps the value it had then (earlier halts: earlier values)
+    assert torch.equal(x[halted], snaps[-1][halted])
+
+
 def test_synthesis_deterministic_save_and_reuse_gives_identical_student(tmp_path):
     models = [_vit(0), _vit(1)]
     inv = SparseInverter(steps=4, batch_size=4, prune_at=(0.5,), prune_ratio=0.5, seed=3)

@@ -200,7 +200,7 @@ class SyntheticSet:
     y : LongTensor (M,) the generated pseudo-labels (the inversion targets)
     soft : Tensor (M, num_labels) the ensemble's probabilities on the full images
     mask : Tensor (M, N) 1 for patches inverted to the end (high information), 0 for halted ones
-    stats : dict synthesis_seconds, keep_ratio (mean of mask), token_steps (patch tokens forwarded, summed over
+    stats : dict synthesis_seconds (wall), synthesis_cpu_seconds (this process's CPU time), keep_ratio (mean of mask), token_steps (patch tokens forwarded, summed over
         steps and images; proportional to attention/MLP work), steps
     """
 
@@ -309,6 +309,7 @@ class SparseInverter:
         opt = torch.optim.Adam([x], lr=self.lr, betas=(0.5, 0.99))
         keep = torch.arange(n).expand(b, n).clone()          # (B, K) kept patch indices, K shrinks
         prune_steps, tokens = self._prune_steps(), 0
+        live_px, frozen = None, None                          # (B,C,H,W) 1 on live pixels; values at halting
         for step in range(1, self.steps + 1):
             if step in prune_steps:
                 with torch.no_grad():
@@ -317,6 +318,8 @@ class SparseInverter:
                     k_new = max(1, int(math.ceil(keep.shape[1] * (1.0 - self.prune_ratio))))
                     top = attn.topk(k_new, dim=1).indices.sort(dim=1).values
                     keep = torch.gather(keep, 1, top)
+                    live_px = patch_mask_to_pixels(torch.zeros(b, n).scatter_(1, keep, 1.0), p, grid).expand_as(x)
+                    frozen = x.detach().clone()
             xin, kin = x, keep
             if self.flip and bool(torch.rand((), generator=gen) < 0.5):
                 xin, kin = torch.flip(x, dims=(-1,)), _flip_index(keep, grid)
@@ -324,10 +327,12 @@ class SparseInverter:
             loss = F.nll_loss(logp, y) + self.tv_weight * total_variation(x) + self.l2_weight * x.pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if keep.shape[1] < n:                            # halted patches: no more updates
-                live = torch.zeros(b, n).scatter_(1, keep, 1.0)
-                x.grad.mul_(patch_mask_to_pixels(live, p, grid))
+            if live_px is not None:                          # halted patches: no gradient ...
+                x.grad.mul_(live_px)
             opt.step()
+            if live_px is not None:                          # ... and no drift from Adam's momentum either
+                with torch.no_grad():
+                    x.copy_(torch.where(live_px.bool(), x, frozen))
             tokens += b * keep.shape[1] * len(models)
         mask = torch.zeros(b, n).scatter_(1, keep, 1.0)
         return x.detach(), mask, tokens
@@ -356,7 +361,7 @@ class SparseInverter:
             m.requires_grad_(False)
         gen = torch.Generator().manual_seed(self.seed)
         xs, ys, masks, tokens = [], [], [], 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         batches = range(math.ceil(n_images / self.batch_size))
         for i in (progress(batches, desc="inversion") if progress else batches):
             b = min(self.batch_size, n_images - i * self.batch_size)
@@ -364,11 +369,12 @@ class SparseInverter:
             x, mask, tok = self.invert_batch(models, y, geo, weights, gen)
             xs.append(x), ys.append(y), masks.append(mask)
             tokens += tok
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         x, y, mask = torch.cat(xs), torch.cat(ys), torch.cat(masks)
         with torch.no_grad():
             soft = ensemble_forward(models, x, None, weights)["log_prob"].exp()
-        stats = {"synthesis_seconds": seconds, "keep_ratio": float(mask.mean()), "token_steps": int(tokens),
+        stats = {"synthesis_seconds": seconds, "synthesis_cpu_seconds": cpu_seconds,
+                 "keep_ratio": float(mask.mean()), "token_steps": int(tokens),
                  "steps": self.steps, "ensemble_agreement": float((soft.argmax(1) == y).float().mean())}
         return SyntheticSet(x, y, soft, mask, stats)
 
@@ -452,13 +458,15 @@ class TokenRelabelLoss(nn.Module):
 
 
 # ----------------------------------------------------------------------------- the server's one-shot pipeline
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    """Top-1 accuracy in % of an HF image classifier (or a list of them, as a uniform probability ensemble)."""
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500,
+                      weights: torch.Tensor | None = None) -> float:
+    """Top-1 accuracy in % of an HF image classifier, or of a list of them as the probability ensemble mixed by
+    `weights` ((n_models, n_classes), see `ensemble_weights`; None = uniform)."""
     models = model if isinstance(model, (list, tuple)) else [model]
     for m in models:
         m.eval()
     with torch.no_grad():
-        pred = torch.cat([ensemble_forward(models, xb)["log_prob"].argmax(1) for xb in x.split(batch)])
+        pred = torch.cat([ensemble_forward(models, xb, None, weights)["log_prob"].argmax(1) for xb in x.split(batch)])
     return 100.0 * float((pred == y).float().mean())
 
 
