@@ -103,8 +103,14 @@ def test_disconnected_graph_is_refused_or_connected():
 
 # ------------------------------------------------------------------------------------------ the estimator contract
 
+# The geodesic estimators (BLAE, GeoAE) run with connect_components=True: most of scikit-learn's checks fit on two
+# tight blobs (make_blobs, centers (0,0,0) and (1,1,1), std 0.1) or on iris, whose 5-NN graphs have two components,
+# and with the default connect_components=False fit refuses those by design (8 of 47 checks fail, sklearn 1.9.1).
+# AE and IsoAE use no geodesics and run with their defaults.
 @parametrize_with_checks([AE(1, hidden=8, epochs=2, random_state=0),
-                          BLAE(1, hidden=8, epochs=2, random_state=0, connect_components=True)])
+                          BLAE(1, hidden=8, epochs=2, random_state=0, connect_components=True),
+                          GeoAE(1, hidden=8, epochs=2, random_state=0, connect_components=True),
+                          IsoAE(1, hidden=8, epochs=2, random_state=0)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -141,6 +147,62 @@ def test_regulariser_forms_change_training(roll):
     # its extra term is checked against the naive reference above)
     for kw in ({"bilipschitz": "code"}, {"lam_inj": 0.0}, {"lam_bilip": 0.0}):
         assert not np.array_equal(BLAE(**TINY, **kw).fit_transform(X), base), kw
+
+
+def test_injective_code_form_fits_and_differs_from_paper_form(roll):
+    X = roll[0]
+    # injective="code" only differs once some latent distance exceeds its geodesic one (ratio r > 1), which the
+    # default lr never reaches in 4 epochs on this roll; lr=0.05 gets there (max r about 1.4 after 4 epochs)
+    kw = {**TINY, "lr": 0.05}
+    paper = BLAE(**kw).fit(X)
+    code = BLAE(**kw, injective="code").fit(X)
+    Zp, Zc = paper.transform(X), code.transform(X)
+    assert code.n_iter_ == 4 and np.isfinite(Zc).all() and np.isfinite(code.loss_curve_).all()
+    assert not np.array_equal(Zc, Zp) and code.loss_curve_ != paper.loss_curve_
+    D = geodesic_distances(X, 5)
+    far = D > 0.05 * D.max()
+    ratio = lambda Z: np.linalg.norm(Z[:, None] - Z[None], axis=-1)[far] / D[far]  # noqa: E731
+    assert ratio(Zp).max() > 1  # the code form's extra term ReLU(r - 1) was active
+    assert ratio(Zc).max() <= ratio(Zp).max() + 1e-3  # and it pulls the largest ratio down, not up
+
+
+def test_verbose_shows_a_progress_bar_on_stderr(roll, capsys):
+    X = roll[0]
+    quiet = BLAE(**TINY).fit(X)
+    assert capsys.readouterr().err == ""
+    est = BLAE(**TINY, verbose=True).fit(X)
+    err = capsys.readouterr().err
+    assert "BLAE" in err  # tqdm's bar, labelled with the class name
+    np.testing.assert_array_equal(est.transform(X), quiet.transform(X))  # the bar does not change training
+
+
+def test_early_stopping_restores_the_best_weights(roll):
+    import copy
+
+    import torch.nn.functional as F
+    from sklearn.utils import check_random_state
+
+    X = roll[0]
+    snaps = []  # the weights after every epoch
+    est = AE(**{**TINY, "epochs": 300, "patience": 5, "lr": 0.02, "lr_schedule": "constant",
+                "validation_fraction": 0.2})
+    est.fit(X, callback=lambda e, m: snaps.append((copy.deepcopy(m.encoder_.state_dict()),
+                                                    copy.deepcopy(m.decoder_.state_dict()))))
+    assert est.n_iter_ < 300 and est.n_iter_ == len(snaps) == len(est.validation_scores_)  # it stopped early
+    assert est.n_iter_ - est.best_epoch_ == est.patience  # after `patience` epochs without improvement
+    assert est.best_epoch_ == int(np.argmin(est.validation_scores_)) + 1
+    best, last = snaps[est.best_epoch_ - 1], snaps[-1]
+    for net, b in ((est.encoder_, best[0]), (est.decoder_, best[1])):
+        assert all(torch.equal(got, want) for got, want in zip(net.state_dict().values(), b.values()))
+    assert not all(torch.equal(a, b) for a, b in zip(best[1].values(), last[1].values()))  # not the last epoch's
+    # the restored weights give the best validation objective (AE: reconstruction MSE on the validation split,
+    # which is fit's first 20% of a permutation drawn from its generator, seeded from random_state)
+    seed = int(check_random_state(0).randint(np.iinfo(np.int32).max))
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
+    xv = torch.tensor(X, dtype=torch.float32)[order[:round(0.2 * len(X))]]
+    with torch.no_grad():
+        v = F.mse_loss(est.decoder_(est.encoder_(xv)), xv).item()
+    assert v == pytest.approx(min(est.validation_scores_), rel=1e-5)
 
 
 def test_resume_is_bit_identical(roll, tmp_path):

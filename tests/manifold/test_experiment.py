@@ -60,3 +60,39 @@ def test_bad_config_is_refused_before_work(override, match, tmp_path):
     with pytest.raises(UserError, match=match):
         run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, overrides=[override], progress=False)
     assert not list(tmp_path.glob("blae/units/*.json"))
+
+
+def mode_tables() -> str:
+    """docs/blae.md's mode tables, generated from resolve_config (the docs must contain this text verbatim)."""
+    import dataclasses
+
+    q, f = (resolve_config(EXPERIMENT, m, []) for m in ("quick", "full"))
+
+    def sizes(c, case):
+        if case == "coil":
+            n = c.coil_items * c.coil_angles
+            return f"{c.coil_items} items × {c.coil_angles} angles = {round(n * 2 / 3)} / {n - round(n * 2 / 3)}"
+        n_tr = {"sparse": c.n_sparse, "mnist": c.mnist_train}.get(case, c.n_train)
+        return f"{n_tr} / {c.n_test}"
+
+    data = {"swiss": "swiss roll with a hole (sklearn, `tenfold.data.swiss_roll(hole=True)`)", "scurve": "S-curve",
+            "coil": "COIL-like: the first Fashion-MNIST test item of each class (cycling), rotated in even steps "
+                    "over 360° (real images, 784-d), 2/3 train",
+            "mnist": "MNIST-5k digits (784-d)", "sparse": "swiss roll, few training points",
+            "shift": f"swiss roll; train density ∝ exp(−{f.shift_strength:g}·t01) along the roll, test uniform"}
+    lines = ["| case | data | quick: train / test | full: train / test |", "|---|---|---|---|"]
+    lines += [f"| {c} | {data[c]} | {sizes(q, c)} | {sizes(f, c)} |" for c in CASES]
+    lines += ["", "| config field | quick | full |", "|---|---|---|"]
+    for fld in dataclasses.fields(q):
+        a, b = getattr(q, fld.name), getattr(f, fld.name)
+        show = lambda v: ",".join(v) if isinstance(v, tuple) else str(v)  # noqa: E731
+        lines.append(f"| `{fld.name}` | {show(a)} | {show(b)} |")
+    lines.append(f"| seeds | {EXPERIMENT.seeds['quick']} | {EXPERIMENT.seeds['full']} |")
+    return "\n".join(lines)
+
+
+def test_docs_mode_tables_match_the_config():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "blae.md").read_text()
+    assert mode_tables() in doc, "paste mode_tables() from this file into docs/blae.md (Reproduction at our scale)"

@@ -17,8 +17,9 @@ Every metric is computed on held-out test points against their input coordinates
 MeasureAll does); t-SNE and UMAP have no out-of-sample map and embed the test points directly.
 
 Command: `tenfold reproduce blae --mode quick` (30 units; about 4-5 min on an idle 2-core CPU, 17 min measured on
-a heavily shared one; full mode, estimated 45-60 min, not run yet). Measured quick-mode numbers: docs/blae.md
-(e.g. S-curve k-NN recall BLAE 0.694 vs AE 0.650; robustness cases all inconclusive).
+a heavily shared one). Full mode (`--mode full`: 1,000 training points, 300 epochs, hidden 256): estimated
+35-60 min idle on one thread; not yet measured. Measured quick-mode numbers: docs/blae.md (e.g. S-curve k-NN
+recall BLAE 0.694 vs AE 0.650; robustness cases all inconclusive).
 """
 
 from __future__ import annotations
@@ -335,8 +336,9 @@ _SMOKE = {"cases": ("swiss", "coil"), "n_train": 150, "n_test": 100, "n_sparse":
 _QUICK = {"n_train": 300, "n_test": 250, "n_sparse": 80, "coil_items": 8, "coil_angles": 36, "mnist_train": 300,
           "epochs": 60, "hidden": 128, "batch_size": 100, "patience": 30}
 
-# Full mode: the reference's data sizes would take ~100 min on 2 cores at 600 epochs; 1,000 training points and
-# 300 epochs (reference notebook: 1,500 and 3,000) keep it near 35-45 min idle. Same for every autoencoder arm.
+# Full mode: the config defaults (the reference's 1,500 training points, 600 epochs) were estimated at ~100 min on
+# 2 cores; 1,000 training points and 300 epochs (reference notebook: 1,500 and 3,000) are estimated at 35-60 min
+# idle on one thread; not yet measured. Same for every autoencoder arm.
 _FULL = {"n_train": 1000, "mnist_train": 1000, "epochs": 300}
 
 EXPERIMENT = Experiment(

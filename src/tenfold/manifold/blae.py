@@ -367,6 +367,10 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
             state["train_curve"].append(total / len(perm))
             state["epoch"] = epoch + 1
             if n_val:
+                # Known issue (docs/blae.md, left as is so the committed full run stays reproducible): for BLAE and
+                # IsoAE the Jacobian term here uses a random jac_fraction subset of the validation points drawn
+                # from the training generator `gen`, so the score is noisier than it needs to be and the draw
+                # shifts the next epoch's batch order. A fixed subset from a separate generator would be better.
                 with torch.no_grad():
                     D = D_all[val_idx][:, val_idx] if D_all is not None else None
                     v, _ = self._objective(x_all[val_idx], D, gen)
