@@ -13,17 +13,6 @@ from tenfold.merging.grpo import GRPOSettings, exact_match_reward, grpo_train
 pytest.importorskip("trl")
 
 
-@pytest.fixture(scope="module")
-def tok():
-    from tenfold.data.cache import MissingDataError
-    from tenfold.models.pretrained import smollm2_tokenizer
-
-    try:
-        return smollm2_tokenizer()
-    except MissingDataError as e:  # pragma: no cover
-        pytest.skip(str(e))
-
-
 def _model(tok):
     from tenfold.models.hf_tiny import tiny_llama
 

@@ -15,17 +15,6 @@ from tenfold.merging.ssr import (
 )
 
 
-@pytest.fixture(scope="module")
-def tok():
-    from tenfold.data.cache import MissingDataError
-    from tenfold.models.pretrained import smollm2_tokenizer
-
-    try:
-        return smollm2_tokenizer()
-    except MissingDataError as e:  # pragma: no cover
-        pytest.skip(str(e))
-
-
 def _model_fn(tok, layers=3):
     from tenfold.models.hf_tiny import tiny_llama
 
