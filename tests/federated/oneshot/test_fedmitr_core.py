@@ -1,12 +1,14 @@
-"""FedMITR core: the token-dropping ViT forward against HF's own, sparse inversion (halting really skips work and
-freezes pixels), the token-relabel loss against a naive loop, determinism/save-reuse, and error messages."""
+"""FedMITR core: the token-dropping ViT forward against HF's own, sparse inversion (halting really skips work, as
+seen by the first encoder layer, and freezes pixels), the token-relabel loss against a naive loop, determinism/
+save-reuse, the mask the student is trained with, progress bars (FedMITR and DENSE), and error messages."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from tenfold.common.errors import UserError
-from tenfold.federated.oneshot import SparseInverter, SyntheticSet, TokenRelabelLoss, one_shot_distill, vit_forward
+from tenfold.federated.oneshot import (DenseSynthesizer, SparseInverter, SyntheticSet, TokenRelabelLoss,
+                                      one_shot_distill, vit_forward)
 from tenfold.federated.oneshot.fedmitr import (_flip_index, attention_mask, ensemble_forward, ensemble_weights,
                                                patch_mask_to_pixels, vit_geometry)
 from tenfold.models.hf_tiny import tiny_vit
@@ -92,6 +94,38 @@ def test_keep_schedule_and_work(ratio, prune_at, n, expected_keep):
         assert s.stats["token_steps"] == dense.stats["token_steps"]
 
 
+# K per step, written out from the schedule: prune steps are round(f * steps); a prune step runs a ranking pass on
+# the K patches still kept, then the update pass on ceil(K * (1 - ratio)) of them. Sequence length seen = 1 + K.
+@pytest.mark.parametrize("steps,prune_at,ratio,lengths", [
+    (6, (0.5,), 0.0, [10] * 6),                                                   # dense: no ranking pass, N + 1
+    (10, (0.3, 0.6), 0.5, [10, 10, 10, 6, 6, 6, 6, 4, 4, 4, 4, 4]),             # steps 3, 6: 9 -> 5 -> 3
+    (5, (0.2, 0.4, 0.6), 0.9, [10, 2, 2, 2, 2, 2, 2, 2]),                       # steps 1, 2, 3: 9 -> 1 -> 1 -> 1
+])
+def test_first_encoder_layer_sees_one_plus_k_tokens(steps, prune_at, ratio, lengths):
+    # the sequence the encoder really runs on (not a count the code keeps): dropped tokens, not masked attention
+    models = [_vit(0), _vit(1)]
+    seen = {i: [] for i in range(len(models))}
+
+    def hook(i):
+        def record(module, args, kwargs):
+            h = args[0] if args else kwargs["hidden_states"]                    # (B, T, D)
+            seen[i].append(tuple(h.shape[:2]))
+        return record
+
+    handles = [m.vit.layers[0].register_forward_pre_hook(hook(i), with_kwargs=True) for i, m in enumerate(models)]
+    try:
+        inv = SparseInverter(steps=steps, batch_size=4, prune_at=prune_at, prune_ratio=ratio, seed=0)
+        s = inv.synthesize(models, 6)
+    finally:
+        for h in handles:
+            h.remove()
+    # batches of 4 and 2 images, then one pass on all 6 full images for the soft labels
+    want = [(4, t) for t in lengths] + [(2, t) for t in lengths] + [(6, 10)]
+    for i in seen:
+        assert seen[i] == want, i
+    assert torch.all(s.mask.sum(1) == lengths[-1] - 1)
+
+
 def test_halted_patches_are_frozen():
     models = [_vit(0)]
     geo = vit_geometry(models)
@@ -146,16 +180,75 @@ def test_synthesis_deterministic_save_and_reuse_gives_identical_student(tmp_path
         assert torch.equal(students[0][k], students[1][k]), k
 
 
+class _RecordingLoss(TokenRelabelLoss):
+    """TokenRelabelLoss that keeps every mask it is called with."""
+
+    def __init__(self):
+        super().__init__(1.0, 1.0, 1.0)
+        self.masks = []
+
+    def forward(self, cls_logits, token_logits, y, soft, mask):
+        self.masks.append(mask.clone())
+        return super().forward(cls_logits, token_logits, y, soft, mask)
+
+
+def _rows(t):
+    return sorted(map(tuple, t.tolist()))
+
+
 def test_one_shot_distill_trains_and_relabel_uses_posthoc_mask():
     models = [_vit(0), _vit(1)]
     st = _vit(5)
     before = {k: v.clone() for k, v in st.state_dict().items()}
+    rec = _RecordingLoss()
     out = one_shot_distill(models, st, SparseInverter(steps=3, batch_size=4, prune_ratio=0.0), n_images=4,
-                           epochs=3, batch_size=4, posthoc_keep=0.5)
+                           epochs=3, batch_size=4, posthoc_keep=0.5, loss=rec)
     assert out["aux_head"] is not None and len(out["losses"]) == 3 and len(out["synthetic"]) == 4
     assert any(not torch.equal(before[k], v) for k, v in st.state_dict().items())
+    assert torch.all(out["synthetic"].mask == 1)                          # dense inversion: nothing halted
     m = attention_mask(models, out["synthetic"].x, 0.5)
     assert torch.all(m.sum(1) == 4)          # round(9 * 0.5) = 4 high-information patches per image
+    assert torch.equal(out["train_mask"], m)
+    assert len(rec.masks) == 3 and all(_rows(r) == _rows(m) for r in rec.masks)   # one batch = all 4, shuffled
+
+
+def test_one_shot_distill_trains_a_sparse_set_with_its_own_mask():
+    models = [_vit(0), _vit(1)]
+    syn = SparseInverter(steps=4, batch_size=4, prune_at=(0.5,), prune_ratio=0.5, seed=2).synthesize(models, 4)
+    assert torch.all(syn.mask.sum(1) == 5)
+    rec = _RecordingLoss()
+    out = one_shot_distill(models, _vit(5), None, synthetic=syn, epochs=2, batch_size=4, posthoc_keep=0.5, loss=rec)
+    assert torch.equal(out["train_mask"], syn.mask)                       # not the post-hoc top-50% mask
+    assert len(rec.masks) == 2 and all(_rows(r) == _rows(syn.mask) for r in rec.masks)
+
+
+def _recording_progress():
+    bars = []
+
+    def progress(iterable, desc):
+        bars.append([desc, 0])
+        for item in iterable:
+            bars[-1][1] += 1
+            yield item
+
+    return bars, progress
+
+
+@pytest.mark.parametrize("run,want", [
+    (lambda ms, p: SparseInverter(steps=2, batch_size=4).synthesize(ms, 10, progress=p), [["inversion", 3]]),
+    (lambda ms, p: one_shot_distill(ms, _vit(5), SparseInverter(steps=2, batch_size=4), n_images=5, epochs=3,
+                                    batch_size=4, progress=p), [["inversion", 2], ["distillation", 3]]),
+    (lambda ms, p: one_shot_distill(ms, _vit(5), None, synthetic=SparseInverter(steps=1, batch_size=4).synthesize(
+        ms, 4), epochs=2, batch_size=4, progress=p), [["distillation", 2]]),
+    (lambda ms, p: DenseSynthesizer(rounds=3, g_steps=1, batch_size=2, nz=4, ngf=2).distill(
+        ms, _vit(5), kd_steps=3, kd_batch=2, progress=p), [["DENSE rounds", 3]]),
+])
+def test_progress_bars(run, want):
+    bars, progress = _recording_progress()
+    run([_vit(0), _vit(1)], progress)
+    assert bars == want
+
+
 
 
 def test_ensemble_weights_and_mixture():

@@ -511,7 +511,9 @@ def one_shot_distill(client_models: Sequence[nn.Module], student: nn.Module, inv
     Returns
     -------
     dict with "synthetic" (SyntheticSet), "aux_head" (nn.Linear or None), "losses" (list per epoch), "seconds"
-    (distillation wall time).
+    (distillation wall time), and "train_mask" (Tensor (M, N)), the patch mask the token-relabel loss was trained
+    with: the synthetic set's own mask, or the post-hoc attention mask (see `posthoc_keep`) when that set has no
+    halted patches and token relabel is on (unused when token relabel is off).
     """
     geo = vit_geometry(list(client_models))
     sgeo = vit_geometry([student])
@@ -562,4 +564,5 @@ def one_shot_distill(client_models: Sequence[nn.Module], student: nn.Module, inv
             total, nb = total + float(l.detach()), nb + 1
         losses.append(total / nb)
     student.eval()
-    return {"synthetic": synthetic, "aux_head": aux, "losses": losses, "seconds": time.perf_counter() - t0}
+    return {"synthetic": synthetic, "aux_head": aux, "losses": losses, "seconds": time.perf_counter() - t0,
+            "train_mask": mask}
