@@ -466,8 +466,9 @@ EXPERIMENT = Experiment(
                   "extended": False, "snr_probe_pairs": 8, "interval": 10},
         # full: the 0.86M-parameter tiny LLaMA (4x quick's), the whole arm set and 3 seeds in ~45-60 min idle on
         # one thread (54 LM runs of 400 steps plus the ViT check); the module-LR grid is searched coordinate-wise.
+        # The LR grid is 5 points wide: with 3 points AdamW's pick sat at the bottom edge and GaLore's at the top.
         "full": {"model_size": "tiny", "steps": 400, "batch_size": 8, "seq_len": 64, "eval_every": 50,
-                 "lr_grid": (1e-3, 3e-3, 1e-2), "modlr_search": "coordinate", "high_lr_mults": (2.0, 4.0),
+                 "lr_grid": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "modlr_search": "coordinate", "high_lr_mults": (2.0, 4.0),
                  "galore_rank": 32, "galore_gap": 100, "extended": True},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
