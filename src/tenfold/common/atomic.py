@@ -30,9 +30,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     return path
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write `obj` as indented JSON, atomically."""
-    return atomic_write(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default))
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write `obj` as JSON (indented by default; `indent=None` for compact data files), atomically."""
+    return atomic_write(path, lambda fh: json.dump(obj, fh, indent=indent, sort_keys=False, default=_json_default))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -283,4 +283,6 @@ def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, star
         if exp.plot is not None and units:
             plots += exp.plot(results, method_dir)
         results["plots"] = [p.name for p in plots]
-    return atomic_write_json(method_dir / "results.json", results)
+    # compact: curves and per-seed extras (e.g. embeddings for plots) make indented files several MB; REPORT.md
+    # is the human-readable form
+    return atomic_write_json(method_dir / "results.json", results, indent=None)
