@@ -12,7 +12,6 @@ their medians are compared. The loss alone (forward + backward on fixed logits) 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -106,8 +105,9 @@ def main(argv=None) -> dict:
     print(f"fit on {args.n_logits} logits x 10 classes: TS {out['calibrator_fit_s']['ts']:.3f} s, "
           f"ATS (10 bins) {out['calibrator_fit_s']['ats']:.3f} s")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2)
+        from tenfold.common.atomic import atomic_write_json
+
+        atomic_write_json(args.out, out)
     return out
 
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -100,8 +99,9 @@ def main(argv=None) -> dict:
         print(f"GRPO (TRL GRPOTrainer, SmolLM2-135M, LoRA on top {args.adapt_layers} layers, beta=0): "
               f"{g['generations_per_s']:.2f} completions/s over {g['steps']} steps of {g['generations_per_step']}")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2)
+        from tenfold.common.atomic import atomic_write_json
+
+        atomic_write_json(args.out, out)
     return out
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import time
 
 import numpy as np
@@ -94,8 +93,9 @@ def main(argv=None) -> dict:
               f"{r['lora_steps_per_s']:.3f} LoRA steps/s; peak RSS inference {r['peak_rss_inference_mib']:.0f} MiB, "
               f"tuning {r['peak_rss_tuning_mib']:.0f} MiB ({r['tuning_over_inference']:.2f}x)")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2)
+        from tenfold.common.atomic import atomic_write_json
+
+        atomic_write_json(args.out, out)
     return out
 
 

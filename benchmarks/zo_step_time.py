@@ -140,8 +140,9 @@ def main(argv=None) -> dict:
     }
     print(json.dumps(res, indent=2))
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh, indent=2)
+        from tenfold.common.atomic import atomic_write_json
+
+        atomic_write_json(args.out, res)
     return res
 
 

@@ -11,7 +11,7 @@ from tenfold.common.errors import UserError
 from tenfold.merging import merge
 from tenfold.merging.domains import Example, make_split
 from tenfold.merging.ssr import (
-    SSRConfig, SSRPipeline, answer_positions, greedy_hits, head_logits, head_state, split_model,
+    SSRConfig, SSRPipeline, answer_positions, greedy_hits, head_logits, head_state,
 )
 
 

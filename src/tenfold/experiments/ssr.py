@@ -102,12 +102,14 @@ def _evals(pipe, name, state, domains=DOMAINS):
     """Exact match per domain of one pipeline model, cached in the pipeline's folder (shared by arms)."""
     import json
 
+    from tenfold.common.atomic import atomic_write_json
+
     path = pipe.work_dir / f"eval_{name}.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     for d in domains:
         if d not in done:
             done[d] = pipe.evaluate(state, d)
-            path.write_text(json.dumps(done))
+            atomic_write_json(path, done)
     return {d: done[d] for d in domains}
 
 
@@ -163,7 +165,6 @@ def _run(arm, seed, cfg, ctx):
         t0 = time.perf_counter()
         state = pipe.reconcile(method, SPECIALISED, scaffold_domain=SCAFFOLD)
         if name == "merge_grpo":
-            from tenfold.merging.domains import make_split
             from tenfold.merging.grpo import GRPOSettings
 
             # GRPO prompts: the four domains' training pools, interleaved (the same data the SFT stages saw)

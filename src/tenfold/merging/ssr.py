@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
-from tenfold.common.config import field, to_dict
+from tenfold.common.config import config_key, field, to_dict
 from tenfold.common.errors import UserError, check_choice
 from tenfold.merging.domains import Example
 from tenfold.merging.merges import MERGES, merge
@@ -494,7 +494,7 @@ class SSRPipeline:
         merge from `MERGES` (hyper-parameters: the registry's defaults, overridden by `merge_kwargs`)."""
         info = MERGES.get(method)
         kw = {**info.hyper, **merge_kwargs}
-        tag = f"merge_{method}_{branch_from}_" + "_".join(domains) + "_" + _short(kw)
+        tag = f"merge_{method}_{branch_from}_" + "_".join(domains) + "_" + config_key(_jsonable(kw), length=8)
         ck = load_checkpoint(self.work_dir / f"{tag}.pt", restore_rng=False)
         if ck is not None:
             return ck["state"]
@@ -565,10 +565,6 @@ def _targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Next-token targets (M,) at the mask's positions: ids shifted left by one."""
     nxt = torch.cat([ids[:, 1:], ids[:, -1:]], 1)
     return nxt[mask]
-
-
-def _short(kw: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(_jsonable(kw), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _jsonable(kw: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import pandas as pd
 from tenfold.common.errors import UserError, check_choice
 
 STYLES = ("table", "markdown", "text")
-MASK = "X"                      # the reference's placeholder for the query row's hidden label
+MASK = "X"                      # the symbol the reference prints in the query row's hidden label cell
 NA_REP = "NaN"                  # missing cells stay visible as text (no imputation)
 HEADER = ("Below is an instruction that describes a task, paired with an input that provides further "
           "context. Write a response that appropriately completes the request.")

@@ -15,6 +15,7 @@ Not implemented: n-SPSA (more than one probe per step), one-sided probes, CUDA-s
 
 from __future__ import annotations
 
+import abc
 import re
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -153,7 +154,7 @@ def _as_float(loss: Any, name: str = "closure") -> float:
     return float(loss)
 
 
-class ZOOptimizer(Optimizer):
+class ZOOptimizer(Optimizer, abc.ABC):
     """Base class of the seeded SPSA optimizers: each param group is one arm.
 
     A step draws arms and weights (`_select`), a step seed, and runs
@@ -233,9 +234,9 @@ class ZOOptimizer(Optimizer):
         return self.engine.sizes
 
     # ---- hooks ------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _select(self) -> dict[int, float]:
-        """{arm: IPW weight w_a} for the arms perturbed this step. Abstract: MeZO, LeZO and AdaLeZO each define it."""
-        raise NotImplementedError(f"{type(self).__name__} must define _select()")
+        """{arm: IPW weight w_a} for the arms perturbed this step (MeZO, LeZO and AdaLeZO each define it)."""
 
     def _observe(self, weights: dict[int, float], g: float) -> None:
         """Called after each step with the chosen arms and the projected gradient g."""
