@@ -66,7 +66,8 @@ PLAYS = {
 
 @dataclass
 class AdaLeZOConfig:
-    model: Literal["minilm_tower", "smollm2"] = field("minilm_tower", help="frozen MiniLM + ZO tower, or all of SmolLM2")
+    model: Literal["minilm_tower", "minilm", "smollm2"] = field(
+        "minilm_tower", help="frozen MiniLM + ZO tower, all of MiniLM + a linear head, or all of SmolLM2")
     n_train: int = field(1000, help="training passages (MeZO protocol: 1000)")
     n_dev: int = field(500, help="dev passages: LR tuning and curves (MeZO protocol: 500)")
     n_test: int = field(1000, help="test passages for the reported numbers (MeZO protocol: 1000)")
@@ -74,6 +75,7 @@ class AdaLeZOConfig:
     max_length: int = field(48, help="tokens per passage (truncation)")
     batch_size: int = field(16, help="passages per step (MeZO: 16)")
     steps: int = field(1000, help="optimizer steps per run, equal for every arm")
+    tune_steps: int = field(0, help="steps of each LR-tuning run, the same for every method (0 = steps)")
     eval_every: int = field(50, help="steps between dev evaluations")
     tower_blocks: int = field(8, help="residual blocks of the tower (arms = blocks + projection + head)")
     tower_width: int = field(64, help="tower width (whitened PCA dimension of the MiniLM embeddings)")
@@ -245,6 +247,37 @@ class _LabelWordLM(torch.nn.Module):
         return self.lm.lm_head(h)[:, self.label_ids]
 
 
+class _EncoderClassifier(torch.nn.Module):
+    """A BERT-style encoder, mean pooling over real tokens, and a linear head: (ids, mask) (B, T) -> (B, classes)."""
+
+    def __init__(self, encoder, classes):
+        super().__init__()
+        self.encoder = encoder
+        self.head = torch.nn.Linear(encoder.config.hidden_size, classes)
+        with torch.no_grad():  # a new, zero head: uniform predictions at step 0, as the tower's
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    def forward(self, batch):
+        ids, mask = batch
+        h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, hidden)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+
+
+def _minilm_full(cfg):
+    """All of all-MiniLM-L6-v2 (22.7M parameters; arms: embeddings, 6 blocks, head) with a new 3-way head."""
+    from tenfold.models.pretrained import minilm
+
+    enc, tok = minilm()
+    splits = _splits(cfg)
+    data = {}
+    for s in ("train", "dev", "test"):
+        b = tok(splits[s][0], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
+        data[s] = ((b["input_ids"], b["attention_mask"]), splits[s][1])
+    return _EncoderClassifier(enc, len(GENRES)), data
+
+
 def _smollm2(cfg):
     from tenfold.models.pretrained import smollm2
 
@@ -276,8 +309,8 @@ def _size(x):
 
 def _setup(cfg, seed, cache_dir):
     """(model, data) with data = {split: (inputs, labels)}."""
-    if cfg.model == "smollm2":
-        model, data = _smollm2(cfg)
+    if cfg.model in ("smollm2", "minilm"):  # eval mode (no dropout) for every arm, as MeZO's zo_forward
+        model, data = (_smollm2 if cfg.model == "smollm2" else _minilm_full)(cfg)
         model.eval()
         return model, data
     feats = _minilm_features(cfg, cache_dir)
@@ -323,8 +356,9 @@ def _make_opt(spec, model, cfg, seed):
 
 
 # ---- training ----------------------------------------------------------------------------------------------
-def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None) -> dict:
-    """Train one arm for cfg.steps; dev curve against steps and step time, final test numbers, timings."""
+def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None, steps: int | None = None) -> dict:
+    """Train one arm for `steps` (default cfg.steps); dev curve against steps and step time, final numbers, timings."""
+    n_steps = cfg.steps if steps is None else steps
     model, data = _setup(cfg, seed, cache_dir)
     xtr, ytr = data["train"]
     xev, yev = data["dev"]
@@ -338,8 +372,8 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
     if ck is not None:
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); gen.set_state(ck["gen"])
         st = ck["st"]
-    steps = range(st["step"], cfg.steps)
-    for step in (ctx.progress(steps, desc=spec["kind"]) if ctx is not None else steps):
+    todo = range(st["step"], n_steps)
+    for step in (ctx.progress(todo, desc=spec["kind"]) if ctx is not None else todo):
         idx = torch.randint(0, _size(xtr), (cfg.batch_size,), generator=gen)
         xb, yb = _index(xtr, idx), ytr[idx]
         t0 = time.perf_counter()
@@ -359,10 +393,10 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
         if not math.isfinite(loss):
             st["diverged"] = True
             break
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == n_steps:
             l, a = _evaluate(model, xev, yev)
             st["xs"].append(step + 1); st["ts"].append(st["clock"]); st["ys"].append(l); st["accs"].append(a)
-        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < n_steps:
             save_checkpoint(ckpt, model=model.state_dict(), optimizer=opt.state_dict(), gen=gen.get_state(), st=st,
                             config=to_dict(cfg))
     xs, ys = data[split]
@@ -400,7 +434,8 @@ def _best_lr(kind, cfg, ctx, frac=None) -> float:
     for lr in grid:
         k = f"{kind}/{frac}/{lr}"
         if k not in cache:
-            out = _train({"kind": kind, "lr": lr, "frac": frac}, cfg, TUNE_SEED, "dev", ctx.cache_dir)
+            out = _train({"kind": kind, "lr": lr, "frac": frac}, cfg, TUNE_SEED, "dev", ctx.cache_dir,
+                         steps=cfg.tune_steps or cfg.steps)
             cache = json.loads(path.read_text()) if path.exists() else {}
             cache[k] = out["ys"][-1] if not out["diverged"] and math.isfinite(out["ys"][-1]) else 1e9
             atomic_write_json(path, cache)
@@ -456,6 +491,8 @@ def _lr_for(arm, cfg, ctx) -> float:
 def _run(arm, seed, cfg, ctx) -> UnitResult:
     if not 0 < cfg.target_fraction <= 1 or not 0 < cfg.time_fraction <= 1:
         raise UserError("Invalid target_fraction/time_fraction: expected values in (0, 1]")
+    if cfg.tune_steps < 0:
+        raise UserError(f"Invalid tune_steps: {cfg.tune_steps}; expected 0 (= steps) or a positive step count")
     lr = _lr_for(arm, cfg, ctx)
     spec = {**arm.params, "lr": lr}
     with PeakMemory() as mem:
