@@ -62,7 +62,7 @@ def test_config_errors(override, match):
 def test_modes_claims_and_full_arms():
     full = resolve_config(EXPERIMENT, "full")
     names = {a.name for a in EXPERIMENT.arms(full)}
-    assert {"breast_cancer__tapgpt", "breast_cancer__tapgpt_pall", "ad__tapgpt_k0", "ad__tapgpt_k8",
+    assert {"breast_cancer__tapgpt", "breast_cancer__tapgpt_pall", "breast_cancer__tapgpt_p16", "ad__tapgpt_k0", "ad__tapgpt_k8",
             "ad__tapgpt_mcar50"} <= names
     assert not {"breast_cancer__tapgpt_k0", "ad__tapgpt_pall", "ad__tapgpt_text"} & names
     opt = resolve_config(EXPERIMENT, "full", ["serialized=true", "p_sweep=16,0", "p_sweep_datasets=ad,breast_cancer"])

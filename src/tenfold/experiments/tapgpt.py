@@ -340,9 +340,9 @@ EXPERIMENT = Experiment(
         # quick: ad_data only, the whole 67-row test split, p = 8, 12 LoRA steps of 8 prompts: claims (a), (b), (d)
         "quick": {"n_test": 0},
         # full: + breast cancer (67 of its 114 test rows), the MCAR {0, 30, 50 %} and k {0, 4, 8} sweeps on ad_data,
-        # and p = all (30 columns) on breast cancer for claim (c)
+        # and p in {8, 16, all 30} on breast cancer (the feature-count curve; p = all for claim (c))
         "full": {"datasets": ("ad", "breast_cancer"), "n_test": 67, "mcar_sweep": (0.5,), "k_sweep": (0, 8),
-                 "sweep_datasets": ("ad",), "p_sweep": (0,), "p_sweep_datasets": ("breast_cancer",)},
+                 "sweep_datasets": ("ad",), "p_sweep": (16, 0), "p_sweep_datasets": ("breast_cancer",)},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
     arms=_arms,
