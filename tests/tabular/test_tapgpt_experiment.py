@@ -64,9 +64,12 @@ def test_modes_claims_and_full_arms():
     names = {a.name for a in EXPERIMENT.arms(full)}
     assert {"breast_cancer__tapgpt", "breast_cancer__tapgpt_pall", "breast_cancer__tapgpt_p16", "ad__tapgpt_k0", "ad__tapgpt_k8",
             "ad__tapgpt_mcar50"} <= names
-    assert not {"breast_cancer__tapgpt_k0", "ad__tapgpt_pall", "ad__tapgpt_text"} & names
-    opt = resolve_config(EXPERIMENT, "full", ["serialized=true", "p_sweep=16,0", "p_sweep_datasets=ad,breast_cancer"])
-    assert {"ad__tapgpt_text", "ad__base_text", "ad__tapgpt_p16", "ad__tapgpt_pall"} <= {a.name for a in EXPERIMENT.arms(opt)}
+    assert {"ad__tapgpt_text", "ad__base_text"} <= names
+    assert not {"breast_cancer__tapgpt_k0", "ad__tapgpt_pall", "breast_cancer__tapgpt_text"} & names
+    opt = resolve_config(EXPERIMENT, "full", ["serialized_datasets=ad,breast_cancer", "p_sweep=16,0",
+                                              "p_sweep_datasets=ad,breast_cancer"])
+    assert {"breast_cancer__tapgpt_text", "ad__base_text", "ad__tapgpt_p16", "ad__tapgpt_pall"} <= {
+        a.name for a in EXPERIMENT.arms(opt)}
     quick = {a.name for a in EXPERIMENT.arms(resolve_config(EXPERIMENT, "quick"))}
     assert {"ad__base", "ad__tapgpt", "ad__tapgpt_mcar"} <= quick and not any("breast" in n for n in quick)
     for mode in ("smoke", "quick", "full"):

@@ -72,13 +72,14 @@ class TAPGPTConfig:
     p_sweep: tuple[int, ...] = field((), help="extra feature counts (0 = all columns), each tuned (ablation arms)")
     p_sweep_datasets: tuple[str, ...] = field(("breast_cancer",), help="data sets that get the p sweep arms (ad_data's "
                                               "130 columns make ~6000-token prompts: beyond a CPU budget)")
-    serialized: bool = field(False, help="add the serialised-prompt arms (backbone and LoRA)")
+    serialized_datasets: tuple[str, ...] = field((), help="data sets that get the serialised-prompt arms (backbone "
+                                                 "and LoRA, 'feature is value' rows instead of a table)")
     stability_margin: float = field(5.0, help="claim (d): F1 may drop at most this many points under MCAR")
 
 
 def _check(cfg: TAPGPTConfig) -> None:
     check_choice("model", cfg.model, ("smollm2", "tiny-debug"))
-    for d in (*cfg.datasets, *cfg.sweep_datasets, *cfg.p_sweep_datasets):
+    for d in (*cfg.datasets, *cfg.sweep_datasets, *cfg.p_sweep_datasets, *cfg.serialized_datasets):
         check_choice("datasets", d, DATASETS)
     if not cfg.datasets:
         raise UserError("Invalid datasets: empty; expected some of " + ", ".join(DATASETS))
@@ -117,7 +118,7 @@ def _arms(cfg: TAPGPTConfig) -> list[Arm]:
         for p in (cfg.p_sweep if d in cfg.p_sweep_datasets else ()):
             arms.append(Arm(f"{d}__tapgpt_p{p or 'all'}", "ablation", f"{L}: TAP-GPT, p={p or 'all'}",
                             {"d": d, "kind": "llm", "tune": True, "p": p}))
-        if cfg.serialized:
+        if d in cfg.serialized_datasets:
             arms += [Arm(f"{d}__base_text", "ablation", f"{L}: SmolLM2 few-shot, serialised",
                          {"d": d, "kind": "llm", "tune": False, "style": "text"}),
                      Arm(f"{d}__tapgpt_text", "ablation", f"{L}: TAP-GPT (LoRA, serialised)",
@@ -340,9 +341,11 @@ EXPERIMENT = Experiment(
         # quick: ad_data only, the whole 67-row test split, p = 8, 12 LoRA steps of 8 prompts: claims (a), (b), (d)
         "quick": {"n_test": 0},
         # full: + breast cancer (67 of its 114 test rows), the MCAR {0, 30, 50 %} and k {0, 4, 8} sweeps on ad_data,
-        # and p in {8, 16, all 30} on breast cancer (the feature-count curve; p = all for claim (c))
+        # p in {8, 16, all 30} on breast cancer (the feature-count curve; p = all for claim (c)), and the
+        # serialised-prompt arms ("feature is value") on ad_data
         "full": {"datasets": ("ad", "breast_cancer"), "n_test": 67, "mcar_sweep": (0.5,), "k_sweep": (0, 8),
-                 "sweep_datasets": ("ad",), "p_sweep": (16, 0), "p_sweep_datasets": ("breast_cancer",)},
+                 "sweep_datasets": ("ad",), "p_sweep": (16, 0), "p_sweep_datasets": ("breast_cancer",),
+                 "serialized_datasets": ("ad",)},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
     arms=_arms,
