@@ -134,3 +134,17 @@ def test_smollm2_mode_scores_label_words_on_a_truncated_model(tmp_path):
     assert logits.shape == (3, len(GENRES)) and torch.isfinite(logits).all()
     out = mod._train({"kind": "adalezo", "lr": 1e-5, "frac": 0.25}, cfg, 0, "test", tmp_path)
     assert math.isfinite(out["test_loss"]) and 0 < out["q"] < 1
+
+
+def test_minilm_probe_head_starts_below_chance_loss(tmp_path):
+    import tenfold.experiments.adalezo as mod
+
+    _pretrained_or_skip("minilm")
+    cfg = resolve_config(EXPERIMENT, "smoke", ["model=minilm", "head_init=probe", "n_train=60", "n_dev=30",
+                                               "n_test=30", "max_length=16"])
+    model, data = mod._setup(cfg, 0, tmp_path)
+    assert model.head.weight.abs().sum() > 0
+    train_loss = mod._evaluate(model, *data["train"])[0]
+    assert train_loss < math.log(3) - 0.05      # the probe fits its training rows
+    again, _ = mod._setup(cfg, 1, tmp_path)     # the probe is computed once per data configuration
+    assert torch.equal(again.head.weight, model.head.weight)

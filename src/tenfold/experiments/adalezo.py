@@ -80,7 +80,7 @@ class AdaLeZOConfig:
     tower_blocks: int = field(8, help="residual blocks of the tower (arms = blocks + projection + head)")
     tower_width: int = field(64, help="tower width (whitened PCA dimension of the MiniLM embeddings)")
     tower_hidden: int = field(128, help="hidden width of each tower block")
-    head_init: Literal["zero", "probe"] = field("zero", help="tower head: new zero head, or the logistic-regression probe")
+    head_init: Literal["zero", "probe"] = field("zero", help="tower/minilm head: new zero head, or the logistic-regression probe")
     lm_layers: int = field(0, help="smollm2: keep only the first N blocks (0 = all 30)")
     exclude_arms: tuple[str, ...] = field((), help="arms frozen for every method, e.g. embed")
     eps: float = field(1e-3, help="SPSA perturbation scale (MeZO default)")
@@ -258,11 +258,15 @@ class _EncoderClassifier(torch.nn.Module):
             self.head.weight.zero_()
             self.head.bias.zero_()
 
-    def forward(self, batch):
+    def pooled(self, batch):
+        """Mean of the encoder's last hidden states over real tokens: (B, hidden)."""
         ids, mask = batch
         h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, hidden)
         m = mask.unsqueeze(-1).to(h.dtype)
-        return self.head((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, batch):
+        return self.head(self.pooled(batch))
 
 
 def _minilm_full(cfg):
@@ -275,7 +279,22 @@ def _minilm_full(cfg):
     for s in ("train", "dev", "test"):
         b = tok(splits[s][0], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
         data[s] = ((b["input_ids"], b["attention_mask"]), splits[s][1])
-    return _EncoderClassifier(enc, len(GENRES)), data
+    model = _EncoderClassifier(enc, len(GENRES))
+    if cfg.head_init == "probe":  # start at the logistic-regression probe of the pretrained pooled features
+        key = ("minilm-probe", cfg.passage_words, cfg.n_train, cfg.n_dev, cfg.n_test, cfg.max_length)
+        if key not in _CACHE:
+            from sklearn.linear_model import LogisticRegression
+
+            x, y = data["train"]
+            model.eval()
+            with torch.no_grad():
+                z = torch.cat([model.pooled(_index(x, slice(i, i + 64))) for i in range(0, _size(x), 64)])
+            lr = LogisticRegression(C=1.0, max_iter=1000).fit(z.numpy(), y.numpy())
+            _CACHE[key] = (torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32))
+        with torch.no_grad():
+            model.head.weight.copy_(_CACHE[key][0])
+            model.head.bias.copy_(_CACHE[key][1])
+    return model, data
 
 
 def _smollm2(cfg):
