@@ -81,6 +81,7 @@ class AdaLeZOConfig:
     tower_width: int = field(64, help="tower width (whitened PCA dimension of the MiniLM embeddings)")
     tower_hidden: int = field(128, help="hidden width of each tower block")
     head_init: Literal["zero", "probe"] = field("zero", help="tower/minilm head: new zero head, or the logistic-regression probe")
+    probe_c: tuple[float, ...] = field((1e-3, 1e-2, 1e-1, 1.0), help="minilm probe head: inverse L2 strengths tried (dev log-loss)")
     lm_layers: int = field(0, help="smollm2: keep only the first N blocks (0 = all 30)")
     exclude_arms: tuple[str, ...] = field((), help="arms frozen for every method, e.g. embed")
     eps: float = field(1e-3, help="SPSA perturbation scale (MeZO default)")
@@ -281,16 +282,19 @@ def _minilm_full(cfg):
         data[s] = ((b["input_ids"], b["attention_mask"]), splits[s][1])
     model = _EncoderClassifier(enc, len(GENRES))
     if cfg.head_init == "probe":  # start at the logistic-regression probe of the pretrained pooled features
-        key = ("minilm-probe", cfg.passage_words, cfg.n_train, cfg.n_dev, cfg.n_test, cfg.max_length)
+        key = ("minilm-probe", cfg.passage_words, cfg.n_train, cfg.n_dev, cfg.n_test, cfg.max_length, cfg.probe_c)
         if key not in _CACHE:
             from sklearn.linear_model import LogisticRegression
+            from sklearn.metrics import log_loss
 
-            x, y = data["train"]
             model.eval()
             with torch.no_grad():
-                z = torch.cat([model.pooled(_index(x, slice(i, i + 64))) for i in range(0, _size(x), 64)])
-            lr = LogisticRegression(C=1.0, max_iter=1000).fit(z.numpy(), y.numpy())
-            _CACHE[key] = (torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32))
+                z = {s: torch.cat([model.pooled(_index(data[s][0], slice(i, i + 64)))
+                                   for i in range(0, _size(data[s][0]), 64)]).numpy() for s in ("train", "dev")}
+            # the probe's inverse L2 strength C is picked by dev log-loss; every arm starts from this one head
+            fits = [LogisticRegression(C=c, max_iter=2000).fit(z["train"], data["train"][1].numpy()) for c in cfg.probe_c]
+            best = min(fits, key=lambda f: log_loss(data["dev"][1].numpy(), f.predict_proba(z["dev"]), labels=[0, 1, 2]))
+            _CACHE[key] = (torch.tensor(best.coef_, dtype=torch.float32), torch.tensor(best.intercept_, dtype=torch.float32))
         with torch.no_grad():
             model.head.weight.copy_(_CACHE[key][0])
             model.head.bias.copy_(_CACHE[key][1])

@@ -13,10 +13,11 @@ examples; 4 example draws per test split, so the prompt prefix is computed once 
 Quick arms (ad_data): the backbone few-shot (no tuning), TAP-GPT (LoRA on tabular prompts), TAP-GPT with 30%
 MCAR missingness injected into the query and pool rows (NaN kept as text), and logistic regression / random
 forest / gradient boosting trained on the pool rows ("few-shot") and on the whole training split. Full mode
-adds breast cancer, MCAR 50% and k in {0, 8} on ad_data (the adapter tuned at k = 4) and, for claim (c),
-TAP-GPT tuned on all 30 breast-cancer columns vs the top 8 (`SWEEP_CHECKS`, judged by `sweep_checks` with the
-harness rule, since the harness judges only claims whose arms every mode runs). Serialised-prompt arms and
-other p values are opt-in with --set.
+adds breast cancer, MCAR 50% and k in {0, 8} on ad_data (the adapter tuned at k = 4), the serialised-prompt
+arms ("feature is value" rows; backbone and LoRA) on ad_data, and TAP-GPT tuned on the top 16 and on all 30
+breast-cancer columns (the feature-count curve); claim (c) compares the top 8 with all 30 (`SWEEP_CHECKS`,
+judged by `sweep_checks` with the harness rule, since the harness judges only claims whose arms every mode
+runs). Other p values and data sets for the sweeps are opt-in with --set.
 
 Runtime (1 thread, measured on a shared 2-core machine under load from other jobs): quick 32.2 min of unit
 time (3 seeds); full not run, estimated at ~2.5-3 h at the same per-unit speed (breast cancer's all-column
@@ -386,7 +387,8 @@ EXPERIMENT = Experiment(
              "(same adapter), and logistic regression / random forest / gradient boosting on the pool rows and on "
              "the full training split. Full mode (3 seeds) adds sklearn's breast-cancer table (67 of its 114 test "
              "rows, 63-row pool) with the same arms, MCAR 50% and k in {0, 8} on ad_data (evaluated with the k=4 "
-             "adapter), and TAP-GPT tuned on all 30 breast-cancer columns for claim (c), judged outside the claim "
-             "table (sweep_checks.png) because quick mode does not run it. Smoke mode: a random 2-layer model, 6 "
+             "adapter), serialised 'feature is value' prompts on ad_data (backbone and LoRA), and TAP-GPT tuned on "
+             "the top 16 and on all 30 breast-cancer columns (the feature-count curve); claim (c), top 8 vs all 30, "
+             "is judged outside the claim table (sweep_checks.png) because quick mode does not run it. Smoke mode: a random 2-layer model, 6 "
              "test rows, p=4, 2 LoRA steps of 2, 1 seed (a pipeline check, not a measurement)."),
 )
