@@ -19,11 +19,11 @@ breast-cancer columns (the feature-count curve); claim (c) compares the top 8 wi
 judged by `sweep_checks` with the harness rule, since the harness judges only claims whose arms every mode
 runs). Other p values and data sets for the sweeps are opt-in with --set.
 
-Runtime (1 thread, measured on a shared 2-core machine under load from other jobs): quick 32.2 min of unit
-time (3 seeds); full not run, estimated at ~2.5-3 h at the same per-unit speed (breast cancer's all-column
-LoRA arm is half of it); smoke ~20 s. Numbers and the estimate's derivation: docs/tapgpt.md.
+Runtime (1 thread): quick 32.2 min of unit time (3 seeds, on a shared machine loaded by other jobs); full 78.0
+min (3 seeds, 25 arms, one other single-thread job on the machine; the all-column breast-cancer arm is a third of
+it); smoke ~20 s. Numbers: docs/tapgpt.md.
 
-Command: ``tenfold reproduce tapgpt --mode quick`` (numbers in docs/tapgpt.md and docs/results/tapgpt/).
+Commands: ``tenfold reproduce tapgpt --mode quick`` and ``--mode full`` (docs/results/tapgpt/ and .../full/).
 """
 
 from __future__ import annotations
