@@ -13,7 +13,10 @@ starts from the logistic-regression probe instead; from there every ZO arm only 
 loss in our trials). `model="smollm2"` fine-tunes all of SmolLM2-135M-Instruct with prompt-based
 classification scored by the label words' logits, as MeZO does (arms: embeddings, 30 blocks, final
 norm); it is tested on a 2-block truncation only and needs a GPU for a real run (we estimate 20+ s
-per ZO step of 16 prompts here, from a 2-block measurement and the FLOP count).
+per ZO step of 16 prompts here, from a 2-block measurement and the FLOP count). `model="minilm"` ZO-fine-tunes
+all 22.7M parameters of the pretrained MiniLM with a new linear head on its mean-pooled output (8 arms:
+embeddings, 6 blocks, head; `head_init="probe"` starts the head at the logistic-regression probe, its C picked
+by dev log-loss): the real-model run, at 300 steps (docs/adalezo.md).
 
 Arms: FO AdamW (quality reference), MeZO as the reference code does it, MeZO on our engine (the honest
 baseline), LeZO (uniform, k = ceil(L/4), 1/pi reweighting), AdaLeZO at k = ceil(L/4) and ceil(L/2),
@@ -637,6 +640,9 @@ EXPERIMENT = Experiment(
              "Quick: 500/250/500 passages, batch 16, 1000 steps, constant LR from one grid tuned on a separate seed "
              "(full: 1000/500/1000, 3000 steps, 5 seeds). Step times are single-thread on a shared, "
              "loaded machine. The paper fine-tunes LLaMA/OPT 6.7B-30B on GPUs; AdaLeZO here is the "
-             "reconstruction AdaLeZO-R (docs/adalezo.md); SmolLM2 label-word fine-tuning exists as "
-             "--set model=smollm2 and was not run at scale."),
+             "reconstruction AdaLeZO-R (docs/adalezo.md). With --set model=minilm (the committed "
+             "docs/results/adalezo/minilm run: 300 steps, 1000/150/450 passages of 32 tokens, 3 seeds) ZO instead "
+             "fine-tunes all 22.7M parameters of the pretrained MiniLM with a new head (head_init=probe: started at "
+             "the dev-picked logistic-regression probe), 8 arms, LR tuning runs of 100 steps (tune_steps). SmolLM2 "
+             "label-word fine-tuning exists as --set model=smollm2 and was not run at scale."),
 )
