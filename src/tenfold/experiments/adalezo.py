@@ -149,6 +149,12 @@ def _splits(cfg) -> dict:
     return _CACHE[key]
 
 
+def _mean_pool(h, mask):
+    """Mean of hidden states h (B, T, D) over the real tokens of mask (B, T): (B, D)."""
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 def _minilm_features(cfg, cache_dir: Path) -> dict:
     """Mean-pooled, normalised MiniLM embeddings of every split (cached on disk)."""
     splits = _splits(cfg)
@@ -168,8 +174,7 @@ def _minilm_features(cfg, cache_dir: Path) -> dict:
                 b = tok(splits[s][0][i:i + 64], padding=True, truncation=True, max_length=cfg.max_length,
                         return_tensors="pt")
                 h = enc(**b).last_hidden_state  # (B, T, 384)
-                m = b["attention_mask"].unsqueeze(-1).float()
-                rows.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))
+                rows.append(torch.nn.functional.normalize(_mean_pool(h, b["attention_mask"]), dim=-1))
             feats[s] = (torch.cat(rows), splits[s][1])
     atomic_write(path, lambda fh: torch.save(feats, fh), mode="wb")  # a cache other runs read: never torn
     return feats
@@ -265,9 +270,7 @@ class _EncoderClassifier(torch.nn.Module):
     def pooled(self, batch):
         """Mean of the encoder's last hidden states over real tokens: (B, hidden)."""
         ids, mask = batch
-        h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, hidden)
-        m = mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return _mean_pool(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
 
     def forward(self, batch):
         return self.head(self.pooled(batch))
