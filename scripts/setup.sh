@@ -8,12 +8,16 @@ VENV=${TENFOLD_VENV:-.venv}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 
-# 1. Debian: Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist).
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+# 1. Debian: Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist), and Chromium, which the report test
+#    uses to render report.html headless (issue 20: installed here so that CI always runs that test).
+NEED=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || NEED+=(dataset-fashion-mnist)
+command -v chromium >/dev/null || NEED+=(chromium)
+if [ ${#NEED[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }
+    apt-get install -y -q "${NEED[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${NEED[@]}" >/dev/null; }
   else
-    echo "setup: not root; install the Debian package dataset-fashion-mnist yourself" >&2
+    echo "setup: not root; install the Debian packages ${NEED[*]} yourself" >&2
   fi
 fi
 

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not rewrite the report afterwards")
     rep = sub.add_parser("report", help="write DIR/REPORT.md and DIR/report.html")
     rep.add_argument("dir", nargs="?", default="results")
+    rep.add_argument("--full", default=None, metavar="REF",
+                     help="folder of committed full runs (REF/<method>/full/<method>/results.json) to show beside "
+                          "this folder's numbers (default: the checkout's docs/results; 'none' for none)")
     b = sub.add_parser("bench", help="run a speed/memory benchmark from benchmarks/ (ratios in one run)",
                        description="`tenfold bench list` shows the benchmarks; `tenfold bench NAME [ARGS...]` runs "
                                    "benchmarks/NAME.py with ARGS (see `tenfold bench NAME --help`).")
@@ -58,8 +61,16 @@ def cmd_list() -> int:
         print(f"{m.number:>2}  {m.name:9} {'implemented' if m.implemented else 'not implemented':16} {m.arxiv:11} {m.title}")
         print(f"{'':4}field: {m.field}; component: {m.component}")
         if m.implemented:
-            for c in m.load().claims:
+            exp = m.load()
+            budget = exp.budget_s.get("quick")
+            if budget:
+                print(f"{'':4}quick-mode budget: {budget:g} s")
+            for c in exp.claims:
                 print(f"{'':4}claim {c.id}: {c.statement}")
+                for r in c.regime:
+                    print(f"{'':6}regime check {r.name}: {r.describe()} ({r.why})")
+                if not c.regime:
+                    print(f"{'':6}regime check: none declared")
     return 0
 
 
@@ -101,7 +112,8 @@ def cmd_reproduce(args) -> int:
     try:
         for info, exp in experiments:
             path = run_experiment(exp, info.paper(), mode=args.mode, seeds=args.seeds, out_dir=out, fresh=args.fresh,
-                                  overrides=args.set, device=device, progress=not args.no_progress)
+                                  overrides=args.set, device=device, progress=not args.no_progress,
+                                  paper_results=info.paper_results())
             print(f"{info.name}: {path}")
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished units are kept under {out}; rerun the same command to resume", file=sys.stderr)
@@ -120,7 +132,10 @@ def cmd_report(args) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise UserError(f"Invalid DIR {str(out)!r}: no such folder")
-    md, page = write_report(out, catalog())
+    ref = "auto" if args.full is None else None if args.full == "none" else Path(args.full)
+    if isinstance(ref, Path) and not ref.is_dir():
+        raise UserError(f"Invalid --full {str(ref)!r}: no such folder (or 'none')")
+    md, page = write_report(out, catalog(), ref)
     print(f"report: {md.resolve()}")
     print(f"report (html): {page.resolve()}")
     return 0

@@ -41,6 +41,12 @@ class MethodInfo:
     def paper(self) -> dict:
         return {"number": self.number, "title": self.title, "arxiv": self.arxiv}
 
+    def paper_results(self) -> dict:
+        """Claim id -> `PaperResult`: what the paper reports for each claim (`paper_numbers.PAPER_NUMBERS`)."""
+        from tenfold.experiments.paper_numbers import PAPER_NUMBERS
+
+        return dict(PAPER_NUMBERS.get(self.name, {}))
+
     def as_row(self) -> dict:
         return {"name": self.name, "number": self.number, "title": self.title, "arxiv": self.arxiv,
                 "implemented": self.implemented}

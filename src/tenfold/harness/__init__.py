@@ -2,7 +2,7 @@
 (arm, seed) units with resume, the verdict rule judges claims, and the report writer renders results.
 """
 
-from tenfold.harness.experiment import Arm, Claim, Experiment, Metric, UnitContext, UnitResult
+from tenfold.harness.experiment import Arm, Claim, Experiment, Metric, PaperResult, Regime, UnitContext, UnitResult
 from tenfold.harness.verdict import judge
 
-__all__ = ["Arm", "Claim", "Experiment", "Metric", "UnitContext", "UnitResult", "judge"]
+__all__ = ["Arm", "Claim", "Experiment", "Metric", "PaperResult", "Regime", "UnitContext", "UnitResult", "judge"]

@@ -21,18 +21,17 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from tenfold.common.atomic import atomic_write_json
 from tenfold.common.config import apply_overrides, to_dict
 from tenfold.common.errors import UserError, check_choice
 from tenfold.common.seeding import seed_everything
 from tenfold.harness.environment import environment
-from tenfold.harness.experiment import MODES, Arm, Experiment, UnitContext, UnitResult
+from tenfold.harness.experiment import MODES, Arm, Claim, Experiment, PaperResult, UnitContext, UnitResult
 from tenfold.harness.memory import PeakMemory
+from tenfold.harness.schema import CURRENT as SCHEMA_ID  # tenfold.results/2
 from tenfold.harness.verdict import judge
-
-SCHEMA_ID = "tenfold.results/1"
 
 
 def resolve_config(exp: Experiment, mode: str, overrides: Sequence[str] = ()) -> Any:
@@ -65,6 +64,7 @@ def run_experiment(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     on_unit_done: Callable[[str, int], None] | None = None,
+    paper_results: Mapping[str, PaperResult] | None = None,
 ) -> Path:
     """Run (or resume) every (arm, seed) unit of `exp` and write `out_dir/<name>/results.json`.
 
@@ -80,6 +80,9 @@ def run_experiment(
         Delete earlier units of this method first instead of resuming.
     overrides : sequence of "key=value"
         Config overrides on top of the mode's budget.
+    paper_results : mapping claim id -> PaperResult, optional
+        What the paper reports for each claim, stored beside our evidence (the catalogue's
+        `MethodInfo.paper_results()`); a claim without an entry is stored as "not stated".
 
     Returns
     -------
@@ -114,13 +117,15 @@ def run_experiment(
                 continue
             bar.set_description(f"{exp.name} {arm.name} seed {s}")
             units[(arm.name, s)] = _run_unit(exp, arm, s, cfg, fp, mode, method_dir, cache, device, progress)
-            _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=False)
+            _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=False,
+                           paper_results=paper_results)
             bar.update(1)
             if on_unit_done:
                 on_unit_done(arm.name, s)
     finally:
         bar.close()
-    path = _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=True)
+    path = _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=True,
+                          paper_results=paper_results)
     return path
 
 
@@ -216,7 +221,8 @@ def _with_derived(exp: Experiment, units: dict, cfg: Any) -> dict:
     return out
 
 
-def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str, cfg: Any = None) -> tuple[list, list, list]:
+def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str, cfg: Any = None,
+              paper_results: Mapping[str, PaperResult] | None = None) -> tuple[list, list, list]:
     """Arms with per-seed metrics and mean/std, curves, and judged claims (`cfg` feeds `exp.derive`)."""
     units = _with_derived(exp, units, cfg)
     arm_rows = []
@@ -242,21 +248,38 @@ def aggregate(exp: Experiment, arms: Sequence[Arm], units: dict, mode: str, cfg:
         for r in sorted(units.values(), key=lambda r: (r["arm"], r["seed"]))
         for name, curve in r["curves"].items()
     ]
-    claims = []
     by_arm = {row["name"]: row["per_seed"] for row in arm_rows}
-    for c in exp.claims:
-        m = {s: v[c.metric] for s, v in by_arm[c.method].items() if v.get(c.metric) is not None}
-        b = {s: v[c.metric] for s, v in by_arm[c.baseline].items() if v.get(c.metric) is not None}
-        j = judge(c, m, b, mode)
-        j["evidence"] = {k: (_clean(v) if isinstance(v, float) else v) for k, v in j["evidence"].items()}
-        claims.append({"id": c.id, "statement": c.statement, "metric": c.metric, "unit": exp.metric(c.metric).unit,
-                       "method_arm": c.method, "baseline_arm": c.baseline, "direction": c.direction,
-                       "margin": c.margin, **j})
+    claims = [judge_claim(c, by_arm, mode, exp.metric(c.metric).unit, (paper_results or {}).get(c.id)) for c in exp.claims]
     return arm_rows, curves, claims
 
 
-def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final) -> Path:
-    arm_rows, curves, claims = aggregate(exp, arms, units, mode, cfg)
+def judge_claim(c: Claim, per_seed_by_arm: Mapping[str, Mapping[str, Mapping[str, Any]]], mode: str, unit: str,
+                paper_result: PaperResult | None = None) -> dict:
+    """One claim's `results.json` entry: its regime checks, evidence and verdict, and what the paper reports.
+
+    `per_seed_by_arm` maps arm -> seed -> metric -> value, as stored in `results.json`'s arms.
+    """
+    regime = [r.evaluate(per_seed_by_arm) for r in c.regime]
+    for r in regime:
+        r["value"] = _clean(r["value"])
+        r["per_arm"] = {k: _clean(v) for k, v in r["per_arm"].items()}
+    m = {s: v[c.metric] for s, v in per_seed_by_arm.get(c.method, {}).items() if v.get(c.metric) is not None}
+    b = {s: v[c.metric] for s, v in per_seed_by_arm.get(c.baseline, {}).items() if v.get(c.metric) is not None}
+    j = judge(c, m, b, mode, regime)
+    j["evidence"] = {k: (_clean(v) if isinstance(v, float) else v) for k, v in j["evidence"].items()}
+    paper = paper_result.as_dict() if paper_result is not None else NOT_STATED
+    return {"id": c.id, "statement": c.statement, "metric": c.metric, "unit": unit, "method_arm": c.method,
+            "baseline_arm": c.baseline, "direction": c.direction, "margin": c.margin, **j, "regime": regime,
+            "paper": dict(paper)}
+
+
+# a claim whose paper number nobody has looked up yet (the catalogue gives every claim an entry; tests check it)
+NOT_STATED = {"reported": False, "value": None, "metric": "", "setting": "", "source": "not looked up"}
+
+
+def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final,
+                   paper_results=None) -> Path:
+    arm_rows, curves, claims = aggregate(exp, arms, units, mode, cfg, paper_results)
     complete = all((a.name, s) in units for a in arms for s in range(n_seeds))
     results = {
         "schema": SCHEMA_ID,
@@ -269,6 +292,7 @@ def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, star
         "config": to_dict(cfg),
         "environment": environment(device),
         "wall_time_s": sum(r["wall_time_s"] for r in units.values()),
+        "budget_s": exp.budget_s.get(mode),
         "metrics": [{"name": m.name, "unit": m.unit, "higher_is_better": m.higher_is_better,
                      "description": m.description} for m in exp.metrics],
         "arms": arm_rows,

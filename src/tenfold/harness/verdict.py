@@ -7,6 +7,8 @@ For a claim comparing arm M with arm B on metric X over seeds s = 1..n (paired b
     e_s = d_s + margin             (margin > 0 only for "comparable to" claims)
     mean = avg(e_s),  se = std(e_s, ddof=1) / sqrt(n)
 
+* untestable:   mode is not smoke and one of the claim's regime checks (`Regime`) failed or could not be
+                measured: the run is outside the regime where the paper's effect can exist
 * held:         n >= 3, mode is not smoke, and mean > 2 * se and mean > 0
 * not_held:     n >= 3, mode is not smoke, and mean < -2 * se and mean < 0
 * inconclusive: anything else (too few seeds, smoke mode, or |mean| within 2 standard errors)
@@ -15,14 +17,19 @@ For a claim comparing arm M with arm B on metric X over seeds s = 1..n (paired b
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-VERDICTS = ("held", "not_held", "inconclusive")
+VERDICTS = ("held", "not_held", "inconclusive", "untestable")
 MIN_SEEDS = 3
 
 
-def judge(claim, method_by_seed: Mapping[str, float], baseline_by_seed: Mapping[str, float], mode: str) -> dict[str, Any]:
-    """Evidence and verdict for one claim; inputs map seed -> metric value."""
+def judge(claim, method_by_seed: Mapping[str, float], baseline_by_seed: Mapping[str, float], mode: str,
+          regime: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Evidence and verdict for one claim; inputs map seed -> metric value.
+
+    `regime` holds the claim's evaluated regime checks (`Regime.evaluate` results); a failed or unmeasured one
+    makes the verdict *untestable* (outside smoke mode), whatever the evidence says.
+    """
     seeds = sorted(set(method_by_seed) & set(baseline_by_seed), key=str)
     sign = 1.0 if claim.direction == "higher" else -1.0
     diffs = [sign * (method_by_seed[s] - baseline_by_seed[s]) for s in seeds]
@@ -40,8 +47,11 @@ def judge(claim, method_by_seed: Mapping[str, float], baseline_by_seed: Mapping[
         "margin": claim.margin,
         "per_seed_diff": diffs,
     }
+    failed = [r for r in regime if not r["passed"]]
     if mode == "smoke":
         verdict, reason = "inconclusive", "smoke mode is never conclusive"
+    elif failed:
+        verdict, reason = "untestable", "; ".join(_regime_reason(r) for r in failed)
     elif n < MIN_SEEDS:
         verdict, reason = "inconclusive", f"only {n} paired seed(s); the rule needs >= {MIN_SEEDS}"
     elif mean > 0 and mean > 2 * se:
@@ -51,6 +61,13 @@ def judge(claim, method_by_seed: Mapping[str, float], baseline_by_seed: Mapping[
     else:
         verdict, reason = "inconclusive", f"mean {_fmt(mean)} within 2 x SE ({_fmt(2 * se)})"
     return {"evidence": evidence, "verdict": verdict, "reason": reason}
+
+
+def _regime_reason(r: Mapping[str, Any]) -> str:
+    if r["passed"] is None:
+        return f"regime check {r['name']} could not be measured ({r['description']}): {r['why']}"
+    return (f"regime check {r['name']} failed: measured {_fmt(r['value'])}, needs {r['op']} {_fmt(r['threshold'])} "
+            f"({r['description']}): {r['why']}")
 
 
 def _mean(xs):
