@@ -99,3 +99,14 @@ def test_bench_blae_fit_time_smallest_run(tmp_path, capsys):
     for r in rows.values():
         assert r["ratio_vs_ae"] > 0 and r["cpu_ratio_vs_ae"] > 0 and len(r["runs_wall_cpu_s"]) == 1
     assert rows["ae"]["ratio_vs_ae"] == rows["ae"]["cpu_ratio_vs_ae"] == 1.0
+
+
+def test_version_matches_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    import tenfold
+
+    assert tenfold.__version__ == version("tenfold")
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"tenfold {tenfold.__version__}"

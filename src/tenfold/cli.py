@@ -1,4 +1,4 @@
-"""`tenfold list | reproduce | report | bench`: the command line.
+"""`tenfold list | reproduce | report | rejudge | bench`: the command line.
 
 User errors (unknown names, bad modes, bad paths) exit with status 2 and one line on stderr, before
 any work starts. Ctrl-C during `reproduce` keeps every finished unit; rerunning resumes.
@@ -17,7 +17,10 @@ from tenfold.harness.experiment import MODES
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tenfold import __version__
+
     p = argparse.ArgumentParser(prog="tenfold", description="Ten ML papers as library components, with reproductions.")
+    p.add_argument("--version", action="version", version=f"tenfold {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the ten methods, their papers, status and checked claims")
     r = sub.add_parser("reproduce", help="run reproductions (resumes from finished units)")
@@ -30,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a config field (one method only); repeatable")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not rewrite the report afterwards")
+    rj = sub.add_parser("rejudge", help="re-judge stored results.json files with today's claim declarations",
+                        description="Rewrite every DIR/**/results.json (schema /1 or /2) in schema "
+                                    "tenfold.results/2: each stored claim is judged again from the stored per-seed "
+                                    "metrics with its current regime checks and paper numbers; no unit is rerun. "
+                                    "Then rewrites the report of every folder that holds results.")
+    rj.add_argument("dir", help="folder searched recursively for results.json files")
     rep = sub.add_parser("report", help="write DIR/REPORT.md and DIR/report.html")
     rep.add_argument("dir", nargs="?", default="results")
     rep.add_argument("--full", default=None, metavar="REF",
@@ -141,6 +150,41 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_rejudge(args) -> int:
+    import json
+
+    from tenfold.common.atomic import atomic_write_json
+    from tenfold.experiments import METHODS, catalog
+    from tenfold.harness.report import write_report
+    from tenfold.harness.schema import SCHEMA_IDS, rejudge, validate_results
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UserError(f"Invalid DIR {str(root)!r}: no such folder")
+    paths = sorted(root.glob("**/results.json"))
+    if not paths:
+        raise UserError(f"Invalid DIR {str(root)!r}: no results.json below it")
+    for path in paths:  # check every file before rewriting any
+        obj = json.loads(path.read_text())
+        if obj.get("schema") not in SCHEMA_IDS or obj.get("method") not in METHODS:
+            raise UserError(f"Invalid results file {path}: schema {obj.get('schema')!r}, method {obj.get('method')!r}")
+    folders = set()
+    for path in paths:
+        obj = json.loads(path.read_text())
+        info = METHODS.get(obj["method"])
+        new = rejudge(obj, info.load(), info.paper_results())
+        validate_results(new)
+        atomic_write_json(path, new, indent=None)
+        changed = [f"{a['id']}: {a['verdict']} -> {b['verdict']}" for a, b in zip(obj["claims"], new["claims"])
+                   if a["verdict"] != b["verdict"]]
+        print(f"{path}: {obj['schema']} -> {new['schema']}" + (f"; {', '.join(changed)}" if changed else ""))
+        folders.add(path.parent.parent)
+    for folder in sorted(folders):
+        md, _ = write_report(folder, catalog())
+        print(f"report: {md}")
+    return 0
+
+
 def benchmarks_dir() -> Path:
     """The repository's benchmarks/ folder (benchmarks are scripts beside the package, not installed)."""
     return Path(__file__).resolve().parents[2] / "benchmarks"
@@ -185,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_reproduce(args)
         if args.cmd == "bench":
             return cmd_bench(args)
+        if args.cmd == "rejudge":
+            return cmd_rejudge(args)
         return cmd_report(args)
     except UserError as e:
         print(f"tenfold: error: {e}", file=sys.stderr)
