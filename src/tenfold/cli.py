@@ -19,7 +19,14 @@ from tenfold.harness.experiment import MODES
 def _parser() -> argparse.ArgumentParser:
     from tenfold import __version__
 
-    p = argparse.ArgumentParser(prog="tenfold", description="Ten ML papers as library components, with reproductions.")
+    p = argparse.ArgumentParser(
+        prog="tenfold", description="Ten ML papers as library components, with reproductions.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  tenfold list                         the methods, their claims and regime checks\n"
+               "  tenfold reproduce gce                one method, quick mode, into results/gce/\n"
+               "  tenfold reproduce all --mode smoke --out /tmp/r   every method in seconds\n"
+               "  tenfold report results               results/REPORT.md and results/report.html\n"
+               "See README.md and docs/ for the components and the results schema.")
     p.add_argument("--version", action="version", version=f"tenfold {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the ten methods, their papers, status and checked claims")
