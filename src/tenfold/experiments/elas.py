@@ -11,8 +11,9 @@ B·silu(A·x); low-rank squared ReLU (no 2:4); ELAS (low-rank squared ReLU + 2:4
 ELAS without warm-up. Each arm's LR is the best of `lr_grid` on a separate tuning seed scored on the first
 half of the validation split (ELAS without warm-up takes ELAS's LR); reported numbers use the second half.
 
-Command: `tenfold reproduce elas --mode quick` (about 3-4 minutes on 2 free cores; 6.3 min of unit time on
-the shared machine where it was measured). Measured in quick mode (3 seeds): final val loss in nats/byte,
+Command: `tenfold reproduce elas --mode quick`: hidden 64, 2 blocks, 120 steps of 8 x 64 bytes, 15 tuning runs
++ 18 units, about 100 s of one-thread CPU time (declared budget 120 s). Measured in the earlier quick
+configuration (200 steps; 3 seeds): final val loss in nats/byte,
 full-rank 2.644, low-rank SwiGLU 2.721, CoLA 2.868, low-rank ReLU² 2.692, ELAS 2.623, ELAS without warm-up
 2.602; layer-0 FFN saved activations at batch 32 x 64 tokens: low-rank SwiGLU 6784 KiB, low-rank ReLU² 2400
 KiB, ELAS 1756 KiB. Verdicts and caveats: docs/elas.md. Claim (d) needs a GPU run; without one it is
@@ -301,12 +302,14 @@ EXPERIMENT = Experiment(
     modes={
         "smoke": {"model_size": "debug", "rank_frac": 0.25, "steps": 20, "batch_size": 4, "seq_len": 32, "eval_every": 10,
                   "eval_batches": 2, "lr_grid": (3e-3,), "mem_batches": (1, 8), "checkpoint_every": 10},
-        "quick": {"model_size": "tiny", "hidden_size": 64, "num_layers": 2, "steps": 200, "batch_size": 8,
-                  "eval_every": 40, "eval_batches": 4, "lr_grid": (1e-3, 3e-3, 1e-2), "checkpoint_every": 100},
+        # quick: 15 tuning runs + 18 units of 120 steps; about 100 s of one-thread CPU time (issue 20 budget)
+        "quick": {"model_size": "tiny", "hidden_size": 64, "num_layers": 2, "steps": 120, "batch_size": 8,
+                  "eval_every": 30, "eval_batches": 4, "lr_grid": (1e-3, 3e-3, 1e-2), "checkpoint_every": 60},
         "full": {"model_size": "tiny", "steps": 500, "batch_size": 8, "seq_len": 64, "eval_every": 50,
                  "lr_grid": (1e-3, 3e-3, 1e-2)},  # 45 runs of ~0.1 s/step on 2 free cores: ~40 min (not run)
     },
     seeds={"smoke": 1, "quick": 3, "full": 5},
+    budget_s={"quick": 120},
     arms=_arms,
     metrics=[
         Metric("final_val_loss", "nats/byte", False, "held-out validation loss at the last step"),
@@ -346,6 +349,7 @@ EXPERIMENT = Experiment(
              "truncated SVD), same batches, steps and cosine schedule, AdamW with each arm's best LR from the same "
              "grid (tuning seed, separate validation half). The paper pre-trains LLaMA 60M-1B on C4 for 1.3B-13B "
              "tokens with the LORO optimizer in bf16 on GPUs; here AdamW, fp32, CPU, about 0.1M parameters and "
-             "~0.1M tokens. FFN saved-activation bytes are measured with saved-tensor hooks; no GPU was used, so the "
+             "~0.06M (quick) to ~0.26M (full) tokens. FFN saved-activation bytes are measured with saved-tensor "
+             "hooks; no GPU was used, so the "
              "speed claim is inconclusive."),
 )
