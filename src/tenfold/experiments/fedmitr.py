@@ -6,13 +6,14 @@ student; ensemble distillation on densely per-image inverted data, DeepInversion
 parts helps (ablations: sparse inversion without token relabel, token relabel without sparse inversion); (c) sparse
 inversion is cheaper than dense inversion for the same number of images.
 
-Set-up at our scale: 5 clients, Fashion-MNIST (quick: 3000 training images, class-stratified, split by
-Dirichlet(0.1); full: 6000 images, Dirichlet 0.5/0.1/0.05, and MNIST-5k as a second data set), one-channel 28x28
+Set-up at our scale: 5 clients, Fashion-MNIST (full: 6000 training images, class-stratified, split by
+Dirichlet 0.5/0.1/0.05, and MNIST-5k as a second data set; quick: 2000 images, Dirichlet(0.1)), one-channel 28x28
 images, the "debug" HF ViT (D=32, 2 layers, 2 heads, patch 7 -> 16 patches) trained from scratch on each client in
-ONE Flower round (`flwr.simulation.run_simulation`). The server is data-free: it synthesises 256 images (full: 384)
-from the client ensemble, then distils into a global ViT that starts from the FedAvg average. Every synthesis arm
-spends the same ensemble passes per image (80 steps), makes the same number of images, and every distillation arm
-gets the same student initialisation, optimiser and number of student steps. The paper uses CIFAR-10, OfficeHome
+ONE Flower round (`flwr.simulation.run_simulation`; 30 local epochs, quick: 12). The server is data-free: it
+synthesises 384 images (quick: 128) from the client ensemble, then distils into a global ViT that starts from the
+FedAvg average. Every synthesis arm spends the same ensemble passes per image (80 steps, quick: 50), makes the same
+number of images, and every distillation arm gets the same student initialisation, optimiser and number of student
+steps (30 epochs over the synthetic set). The paper uses CIFAR-10, OfficeHome
 and Mini-ImageNet with larger ViTs and thousands of inversion steps: this is a small-scale check of the mechanism.
 
 Sharing between arms of one seed: the client models (one Flower round per data set, alpha and seed) and the two
@@ -20,8 +21,13 @@ inverted sets (dense, sparse) are cached in the shared cache, keyed by config + 
 arm's synthesis time is the time measured when its set was made. DENSE's pool depends on the student it trains
 against, so it is made inside its own unit.
 
-Command: ``tenfold reproduce fedmitr --mode quick`` (numbers and run time in docs/fedmitr.md and
-docs/results/fedmitr/REPORT.md); ``--mode full`` for the 18-round comparison (docs/results/fedmitr/full/).
+Command: ``tenfold reproduce fedmitr --mode quick`` (numbers in docs/fedmitr.md and docs/results/fedmitr/REPORT.md);
+``--mode full`` for the 18-round comparison (docs/results/fedmitr/full/). Quick mode is a small end-to-end
+demonstration of the same seven arms and seven claims at Dir(0.1), 3 seeds, labelled "quick"; the full run is the
+evidence. Quick runtime on a cold cache: about 150 s of one-thread CPU for the 21 units, half of it the three Flower
+rounds (Ray start-up is ~20 s of CPU per round, client training a few seconds), the rest DENSE (~9 s of CPU per
+seed), the two inversions (~3 s each per seed) and the distillations; with the uploads and inverted sets already
+cached, about 60 s.
 """
 
 from __future__ import annotations
@@ -344,13 +350,16 @@ EXPERIMENT = Experiment(
     modes={
         "smoke": {"n_train": 300, "n_clients": 3, "n_test": 200, "local_epochs": 1, "n_images": 16, "inv_steps": 6,
                   "inv_batch": 16, "distill_epochs": 2, "dense_batch": 8},
-        "quick": {},
-        # full: 2 data sets x 3 alphas x 3 seeds = 18 Flower rounds; twice the client data of quick and 1.5x the
+        # quick: a small demonstration of the whole comparison (the same arms and claims): fewer client images and
+        # epochs, half the synthetic images (DENSE: 2 rounds of 64), fewer inversion steps, a smaller test set
+        "quick": {"n_train": 2000, "n_test": 1000, "local_epochs": 12, "n_images": 128, "inv_steps": 50},
+        # full: 2 data sets x 3 alphas x 3 seeds = 18 Flower rounds; 3x the client data of quick and 3x the
         # synthetic images (estimated ~40 min idle). patch_size=4 (49 patches) is the closer test of sparse
         # inversion but ~3x the cost: an override, not part of full.
         "full": {"datasets": ("fmnist", "mnist5k"), "alphas": (0.5, 0.1, 0.05), "n_train": 6000, "n_images": 384},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
+    budget_s={"quick": 150.0},   # measured ~150 s one-thread CPU on a cold cache (Flower rounds and inversions included)
     arms=_arms,
     metrics=[Metric("accuracy", "%", True, "global model top-1 test accuracy (ensemble: its mixture)"),
              Metric("synthesis_seconds", "s", False, "wall time of the synthesis that made the arm's synthetic set "
@@ -367,10 +376,10 @@ EXPERIMENT = Experiment(
     run_unit=_run,
     plot=_plot,
     summary=("One-shot FL at CPU scale: 5 clients with Dirichlet label skew over a class-stratified subsample of "
-             "Fashion-MNIST (quick: 3000 images, alpha 0.1; full: 6000 images, alpha 0.5/0.1/0.05, and MNIST-5k); "
+             "Fashion-MNIST (quick: 2000 images, alpha 0.1; full: 6000 images, alpha 0.5/0.1/0.05, and MNIST-5k); "
              "clients train a tiny HF ViT (D=32, 2 layers, patch 7 on 28x28 = 16 patches) from a shared random "
-             "start in one Flower round; the server synthesises 256 (full: 384) images from the client ensemble "
-             "(80 Adam steps per image for every synthesis arm) and distils into the global ViT initialised at the "
+             "start in one Flower round; the server synthesises 128 (full: 384) images from the client ensemble "
+             "(50 (full: 80) Adam steps per image for every synthesis arm) and distils into the global ViT initialised at the "
              "FedAvg average. Baselines: one-shot FedAvg, DENSE (generator + adversarial KD, with a ViT feature-"
              "moment prior in place of BN statistics) and dense per-image inversion + KD. The paper uses CIFAR-10, "
              "OfficeHome and Mini-ImageNet with larger ViTs; FedMITR has no public code, so inversion and relabel "
