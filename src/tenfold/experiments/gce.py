@@ -12,8 +12,11 @@ both fitted on a held-out validation split drawn from the training distribution.
 (data set, loss, calibrator); the three calibrator arms of a (data set, loss, seed) share one trained
 network (training is deterministic given the seed, and its logits are cached between units).
 
-Command: ``tenfold reproduce gce --mode quick`` (about 3.2 min of CPU on one thread; numbers, with units, in
-docs/gce.md and docs/results/gce/REPORT.md).
+Command: ``tenfold reproduce gce --mode quick``: a small end-to-end demonstration of every arm and claim (the
+evidence is the full-mode run): 100 SGD steps of batch 64, 200 training, 100 validation and 200 test images
+per class (MNIST-5k: 100 test per class), 3 seeds; about 2 min of CPU on one thread (declared budget 135 s).
+Full mode (500 steps of batch 128, 500 / 200 / 1000 per class, 5 seeds): about 25 min. Numbers, with units,
+in docs/gce.md and docs/results/gce/REPORT.md.
 """
 
 from __future__ import annotations
@@ -392,11 +395,12 @@ EXPERIMENT = Experiment(
         "smoke": {"datasets": ("fmnist", "fmnist_lt", "mnist5k"), "n_per_class": 40, "n_val_per_class": 40,
                   "n_test_per_class": 30, "steps": 6, "batch_size": 64, "ats_bins": 4, "ats_min_per_bin": 5,
                   "checkpoint_every": 3},
-        "quick": {},
+        "quick": {"steps": 100, "n_test_per_class": 200},
         "full": {"n_per_class": 500, "n_val_per_class": 200, "n_test_per_class": 1000, "steps": 500,
                  "batch_size": 128, "checkpoint_every": 200},
     },
     seeds={"smoke": 1, "quick": 3, "full": 5},
+    budget_s={"quick": 135},
     arms=_arms,
     metrics=[
         Metric("accuracy", "%", True, "top-1 test accuracy"),
@@ -411,7 +415,7 @@ EXPERIMENT = Experiment(
     run_unit=_run,
     plot=_plot,
     summary=("GroupNorm CNN ('debug' widths, 6.3k parameters) trained from scratch with SGD (cosine schedule) for a "
-             "fixed number of steps, identical for every loss: 300 steps of batch 64 in quick mode (500 of 128 in "
+             "fixed number of steps, identical for every loss: 100 steps of batch 64 in quick mode (500 of 128 in "
              "full). Data: Fashion-MNIST with 200 training images per class in quick mode (500 in full), "
              "Fashion-MNIST-LT (imbalance ratio 100: 200 down to 2 images per class in quick mode; balanced test "
              "set), and MNIST-5k (200 per class in quick, 300 in full). TS and ATS (10 equal-mass confidence bins, "

@@ -14,7 +14,12 @@ joint and sequential baselines, the five merges and GRPO once; each arm's unit r
 so nothing is trained twice. Only the top `adapt_layers` decoder layers are adapted (LoRA r=8 on every linear
 module); the frozen bottom layers' outputs are cached once for all seeds and arms.
 
-Command: ``tenfold reproduce ssr --mode quick``. Quick-mode numbers and run time: docs/ssr.md.
+Command: ``tenfold reproduce ssr --mode quick``. Quick mode is a small end-to-end demonstration of the whole
+comparison (every arm and claim; the evidence is the full-mode run): 48 training and 16 test prompts per domain,
+the top 1 decoder layer adapted, batch 4, scaffold 16 steps, each expert 8 (joint 24, sequential 8 per domain),
+GRPO 2 steps of 1 prompt x G = 4; 3 seeds. Run time: about 115 s of CPU with one thread (declared budget
+135 s), trunk cache included; a cold cache adds about 20 s (SmolLM2's GGUF -> HF conversion). Full mode
+(400 / 64 prompts, 4 layers, batch 8, 100 / 50 steps, GRPO 16 x 2): about 26 min. Numbers: docs/ssr.md.
 """
 
 from __future__ import annotations
@@ -248,12 +253,13 @@ EXPERIMENT = Experiment(
     modes={
         "smoke": {"n_train": 8, "n_test": 4, "adapt_layers": 1, "scaffold_steps": 2, "expert_steps": 1,
                   "batch_size": 2, "grpo_steps": 1, "grpo_generations": 2, "grpo_prompts": 1},
-        "quick": {"n_train": 160, "n_test": 32, "adapt_layers": 4, "scaffold_steps": 30, "expert_steps": 15,
-                  "grpo_steps": 4},
+        "quick": {"n_train": 48, "n_test": 16, "adapt_layers": 1, "batch_size": 4, "scaffold_steps": 16,
+                  "expert_steps": 8, "grpo_steps": 2, "grpo_prompts": 1},
         "full": {"n_train": 400, "n_test": 64, "adapt_layers": 4, "scaffold_steps": 100, "expert_steps": 50,
                  "grpo_steps": 16},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
+    budget_s={"quick": 135},
     arms=_arms,
     metrics=_METRICS,
     claims=_claims(),
