@@ -106,6 +106,11 @@ def _select(names: list[str]):
 
 
 def cmd_reproduce(args) -> int:
+    from tenfold.common.seeding import THREAD_VARIABLES
+
+    n = int(os.environ.get("TENFOLD_THREADS", "0")) or os.cpu_count() or 1
+    for var in THREAD_VARIABLES:  # before numpy, numba or torch start their thread pools (configure_threads below)
+        os.environ.setdefault(var, str(n))
     from tenfold.common.device import default_device
     from tenfold.common.seeding import configure_threads
     from tenfold.experiments import catalog

@@ -18,10 +18,21 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
+# the thread pools of the other numeric libraries a run loads (numba for UMAP, OpenBLAS/MKL under numpy and
+# scikit-learn); each reads its variable when it starts, so these must be set before it is first imported
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def configure_threads(n: int | None = None) -> int:
-    """Use `n` intra-op threads (default: $TENFOLD_THREADS or all cores); returns the number set."""
+    """Use `n` intra-op threads (default: $TENFOLD_THREADS or all cores); returns the number set.
+
+    Also caps, unless the user already set them, the thread pools of numba, OpenBLAS and MKL at `n` (a numba
+    pool started by UMAP was seen spinning on a core of its own, beside torch's threads).
+    """
+    n = n or int(os.environ.get("TENFOLD_THREADS", "0")) or os.cpu_count() or 1
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, str(n))
     import torch
 
-    n = n or int(os.environ.get("TENFOLD_THREADS", "0")) or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
