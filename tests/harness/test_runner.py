@@ -135,3 +135,24 @@ def test_derived_metrics_compare_units_without_rerunning_them(tmp_path, counted)
     assert "loss_gap" not in unit["metrics"]  # stored units are left as measured
     with pytest.raises(ValueError, match="undeclared metrics"):
         run_experiment(dataclasses.replace(TOY, derive=derive), PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+
+
+def test_a_unit_that_changes_the_thread_count_does_not_leak_it(tmp_path):
+    """FedMITR's units set one torch thread; the methods after it in `reproduce all` ran single-threaded."""
+    import torch
+
+    original = TOY.run_unit
+
+    def one_thread(arm, seed, cfg, ctx):
+        torch.set_num_threads(1)
+        return original(arm, seed, cfg, ctx)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    object.__setattr__(TOY, "run_unit", one_thread)
+    try:
+        run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        object.__setattr__(TOY, "run_unit", original)
+        torch.set_num_threads(before)

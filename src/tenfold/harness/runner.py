@@ -168,9 +168,15 @@ def _run_unit(exp, arm, seed, cfg, fp, mode, method_dir, cache, device, progress
 
     ctx = UnitContext(work_dir=work, cache_dir=cache, device=device, mode=mode, progress=bar)
     seed_everything(unit_seed(exp.name, seed))
+    import torch
+
+    threads = torch.get_num_threads()
     t0 = time.perf_counter()
-    with PeakMemory() as mem:
-        res: UnitResult = exp.run_unit(arm, seed, cfg, ctx)
+    try:
+        with PeakMemory() as mem:
+            res: UnitResult = exp.run_unit(arm, seed, cfg, ctx)
+    finally:  # a unit may change torch's thread count for itself; the next unit, and method, starts as configured
+        torch.set_num_threads(threads)
     wall = time.perf_counter() - t0
     unknown = set(res.metrics) - {m.name for m in exp.metrics}
     if unknown:
