@@ -215,10 +215,13 @@ def test_wudi_adam_first_step_is_fusionbench_init_and_sign_step():
     assert torch.allclose(one, tvs.sum(0) - 1e-3 * grad.sign(), atol=1e-6)
 
 
-# Tolerance: with lr=1e-3 and 4000 Adam steps the toy's relative distance to tau* is <= 3e-6 (measured; at
-# 2000 steps the worse-conditioned 4x8 weight is still at 5e-4); 1e-4 leaves float32 headroom. FusionBench's lr=1e-5 x 300 steps does NOT converge at this scale (each entry
-# moves <= 3e-3), which is why lr and iters are parameters.
-WUDI_TOL = 1e-4
+# Tolerance: with lr=1e-3 and 4000 Adam steps the toy's relative distance to tau* was <= 3e-6 on the CPU where this
+# test was written, but 1.1e-4 on another (Intel Xeon, session 18): in float32, Adam at this lr hovers around tau*
+# (8000 steps gave 2.4e-4 on one weight there), so the bound is 1e-3, still ~100x below what a wrong objective or a
+# wrong solution gives (>= 1e-1). At 2000 steps the worse-conditioned 4x8 weight is still at 5e-4. FusionBench's
+# lr=1e-5 x 300 steps does NOT converge at this scale (each entry moves <= 3e-3), which is why lr and iters are
+# parameters.
+WUDI_TOL = 1e-3
 
 
 def test_wudi_adam_agrees_with_closed_form_on_toy_model():
