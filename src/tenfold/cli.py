@@ -106,11 +106,9 @@ def _select(names: list[str]):
 
 
 def cmd_reproduce(args) -> int:
-    from tenfold.common.seeding import THREAD_VARIABLES
+    from tenfold.common.seeding import cap_thread_pools
 
-    n = int(os.environ.get("TENFOLD_THREADS", "0")) or os.cpu_count() or 1
-    for var in THREAD_VARIABLES:  # before numpy, numba or torch start their thread pools (configure_threads below)
-        os.environ.setdefault(var, str(n))
+    cap_thread_pools()  # before numpy, numba or torch start their thread pools (configure_threads below)
     from tenfold.common.device import default_device
     from tenfold.common.seeding import configure_threads
     from tenfold.experiments import catalog
@@ -176,13 +174,12 @@ def cmd_rejudge(args) -> int:
     paths = sorted(root.glob("**/results.json"))
     if not paths:
         raise UserError(f"Invalid DIR {str(root)!r}: no results.json below it")
-    for path in paths:  # check every file before rewriting any
-        obj = json.loads(path.read_text())
+    stored = {path: json.loads(path.read_text()) for path in paths}
+    for path, obj in stored.items():  # check every file before rewriting any
         if obj.get("schema") not in SCHEMA_IDS or obj.get("method") not in METHODS:
             raise UserError(f"Invalid results file {path}: schema {obj.get('schema')!r}, method {obj.get('method')!r}")
     folders = set()
-    for path in paths:
-        obj = json.loads(path.read_text())
+    for path, obj in stored.items():
         info = METHODS.get(obj["method"])
         new = rejudge(obj, info.load(), info.paper_results())
         validate_results(new)

@@ -74,6 +74,11 @@ def load_reference(reference_dir: Path | None, method: str) -> dict | None:
     return r
 
 
+def _same_file(r: dict | None, ref: dict | None) -> bool:
+    """True when the reference (committed full run) is the very file being reported."""
+    return r is not None and ref is not None and ref.get("_path") == r.get("_path")
+
+
 def _verdict_label(verdict: str, mode: str) -> str:
     return VERDICT_MARK[verdict] + ("" if mode == "full" else f" ({mode})")
 
@@ -104,7 +109,7 @@ def _regime(c: dict) -> str:
 
 def _method_blocks(r: dict, ref: dict | None) -> list[tuple]:
     name, paper, mode = r["method"], r["paper"], r["mode"]
-    same = ref is not None and ref.get("_path") == r.get("_path")
+    same = _same_file(r, ref)
     b: list[tuple] = [("h2", f"{paper.get('number', '?')}. {name}: {paper.get('title', '')} (arXiv {paper.get('arxiv', '?')})",
                        f"m-{name}")]
     budget = f", declared budget {_fmt(r['budget_s'] / 60, 3)} min" if r.get("budget_s") else ""
@@ -179,10 +184,10 @@ def _matrix(catalog: Sequence[dict], results: dict, refs: dict) -> tuple:
         cells = []
         if r is not None:
             ref_claims = {c["id"]: c for c in (ref or {}).get("claims", [])}
+            skip = _same_file(r, ref) or r["mode"] == "full"  # no second verdict beside a full run
             for c in r["claims"]:
                 rc = ref_claims.get(c["id"])
-                same = ref is not None and ref.get("_path") == r.get("_path")
-                full = None if rc is None or same or r["mode"] == "full" else rc["verdict"]
+                full = None if rc is None or skip else rc["verdict"]
                 cells.append((c["id"], c["verdict"], r["mode"], full))
         elif ref is not None:
             cells = [(c["id"], None, None, c["verdict"]) for c in ref["claims"]]
