@@ -5,6 +5,13 @@ verdict matrix (methods x claims). Beside every claim it shows what the paper re
 evidence (`docs/results/<method>/full/` in a source checkout, or any folder given as `reference_dir`), this
 run's numbers, the verdict and the regime check; a quick or smoke run's verdicts are labelled with their mode.
 Files in the older schema `tenfold.results/1` are read too (upgraded in memory: no regime checks recorded).
+
+Input: every file named `results.json` anywhere below the folder (`DIR/<method>/results.json` as `reproduce`
+writes it, or nested layouts such as `docs/results/<method>/full/<method>/results.json`). Each is validated
+against the schema it declares and its method against the catalogue before anything is rendered; a folder with
+no results file, or any file that cannot be used, is refused with a `UserError` that names every bad file. In the
+plain layout (one `DIR/<method>/results.json` per method) the report shows one section per method; otherwise
+every file gets its own matrix row and section, labelled with its mode and its folder below DIR.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tenfold.common.atomic import atomic_write_text
-from tenfold.harness.schema import upgrade_v1
+from tenfold.common.errors import UserError
+from tenfold.harness.schema import CURRENT, SCHEMA_IDS, upgrade_v1, validate_results
 
 VERDICT_MARK = {"held": "held", "not_held": "NOT held", "inconclusive": "inconclusive", "untestable": "untestable"}
 VERDICT_SHORT = {"held": "held", "not_held": "not held", "inconclusive": "inconcl.", "untestable": "untestable"}
@@ -45,38 +53,122 @@ def default_reference_dir() -> Path | None:
     return root if root.is_dir() else None
 
 
-def _read(path: Path) -> dict | None:
+def _clip(text: str, n: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _read(path: Path, known: Sequence[str] | None = None) -> tuple[dict | None, str | None]:
+    """(results in the `/2` shape, None), or (None, what is wrong with the file in one line)."""
+    import jsonschema
+
     try:
-        return upgrade_v1(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError):
-        return None
+        obj = json.loads(path.read_text())
+    except OSError as e:
+        return None, f"cannot be read: {e.strerror or e}"
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return None, f"not valid JSON (truncated?): {_clip(e)}"
+    if not isinstance(obj, dict):
+        return None, f"not a results object (the file holds a JSON {type(obj).__name__})"
+    if obj.get("schema", CURRENT) not in SCHEMA_IDS:
+        return None, f"unknown schema {_clip(repr(obj['schema']), 60)}; expected one of {', '.join(SCHEMA_IDS)}"
+    try:
+        validate_results(obj, schema_id=None)  # against the version the file declares
+    except jsonschema.ValidationError as e:
+        where = "/" + "/".join(map(str, e.absolute_path))
+        return None, f"does not match {obj.get('schema', CURRENT)}: {_clip(e.message)} at {where}"
+    if known is not None and obj["method"] not in known:
+        return None, f"method {obj['method']!r} is not in the catalogue (known methods: {', '.join(known)})"
+    r = upgrade_v1(obj)
+    r["_path"] = str(path.resolve())
+    return r, None
 
 
-def load_results(out_dir: Path) -> dict[str, dict]:
-    """method name -> results dict (in the `/2` shape), for every `*/results.json` under `out_dir`."""
-    found = {}
-    for path in sorted(Path(out_dir).glob("*/results.json")):
-        r = _read(path)
-        if r is not None:
-            r["_path"] = str(path.resolve())
-            found[path.parent.name] = r
+def _refuse(bad: list[tuple[Path, str]], total: int, out_dir: Path) -> UserError:
+    """One error for every unusable file, one line each."""
+    lines = [f"{path}: {problem}" for path, problem in bad]
+    if len(lines) == 1:
+        return UserError(lines[0])
+    return UserError(f"{len(lines)} of the {total} results.json files below {out_dir} cannot be used:\n  "
+                     + "\n  ".join(lines))
+
+
+def load_results(out_dir: Path, known: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """method name -> its runs (results dicts in the `/2` shape), for every `results.json` below `out_dir`.
+
+    Files are searched recursively and ordered by depth, then path, so `DIR/<method>/results.json` comes first.
+    Each run carries `_path` (resolved) and `_dir` (its folder relative to `out_dir`, POSIX, "." for `out_dir`).
+    Raises `UserError` when there is no file, or naming every file that is not valid JSON, does not match the
+    schema it declares, or (given `known`, the catalogue's names) holds an unknown method.
+    """
+    out_dir = Path(out_dir)
+    paths = sorted((p for p in out_dir.rglob("results.json") if p.is_file()),
+                   key=lambda p: (len(p.relative_to(out_dir).parts), p.relative_to(out_dir).as_posix()))
+    if not paths:
+        raise UserError(f"{out_dir}: no results.json below it (run `tenfold reproduce NAME --out {out_dir}` first)")
+    found: dict[str, list[dict]] = {}
+    bad = []
+    for path in paths:
+        r, problem = _read(path, known)
+        if problem is not None:
+            bad.append((path, problem))
+            continue
+        r["_dir"] = path.parent.relative_to(out_dir).as_posix()
+        found.setdefault(r["method"], []).append(r)
+    if bad:
+        raise _refuse(bad, len(paths), out_dir)
     return found
 
 
 def load_reference(reference_dir: Path | None, method: str) -> dict | None:
-    """The committed full-mode results of `method` under `reference_dir` (`<method>/full/<method>/results.json`)."""
+    """The committed full-mode results of `method` under `reference_dir` (`<method>/full/<method>/results.json`).
+
+    None when there is no such file; `UserError` when there is one that cannot be used.
+    """
     if reference_dir is None:
         return None
     path = Path(reference_dir) / method / "full" / method / "results.json"
-    r = _read(path) if path.exists() else None
-    if r is not None:
-        r["_path"] = str(path.resolve())
+    if not path.exists():
+        return None
+    r, problem = _read(path)
+    if r is not None and r["method"] != method:
+        problem = f"method {r['method']!r}, expected {method!r}"
+    if problem is not None:
+        raise UserError(f"{path}: {problem} (a committed full run, read as the reference)")
     return r
 
 
 def _same_file(r: dict | None, ref: dict | None) -> bool:
-    """True when the reference (committed full run) is the very file being reported."""
-    return r is not None and ref is not None and ref.get("_path") == r.get("_path")
+    """True when the reference (committed full run) is the very run being reported: the same file, or a copy."""
+    if r is None or ref is None:
+        return False
+    if ref.get("_path") == r.get("_path"):
+        return True
+    public = [{k: v for k, v in x.items() if not k.startswith("_")} for x in (r, ref)]
+    return public[0] == public[1]
+
+
+def _plain(results: dict[str, list[dict]]) -> bool:
+    """The layout `reproduce` writes: one `DIR/<folder>/results.json` per method (rendered as it always was)."""
+    return all(len(runs) == 1 and runs[0]["_dir"].count("/") == 0 and runs[0]["_dir"] != "."
+               for runs in results.values())
+
+
+def _label_runs(results: dict[str, list[dict]]) -> None:
+    """Give every run a unique section anchor (`_anchor`) and, outside the plain layout, a label (`_label`)."""
+    plain, used = _plain(results), set()
+    for name, runs in results.items():
+        for i, r in enumerate(runs):
+            parts = [x for x in r["_dir"].split("/") if x != "."]
+            if parts and parts[-1] == name:  # `.../full/gce` -> "full"; the method is in the anchor already
+                parts = parts[:-1]
+            anchor = f"m-{name}" if i == 0 else f"m-{name}--" + "-".join(re.sub(r"[^A-Za-z0-9_]+", "-", x)
+                                                                       for x in parts)
+            if anchor in used or anchor.endswith("--"):
+                anchor = f"m-{name}--{i + 1}"
+            used.add(anchor)
+            r["_anchor"] = anchor
+            r["_label"] = None if plain else f"{r['mode']}, " + ("top level" if r["_dir"] == "." else f"{r['_dir']}/")
 
 
 def _verdict_label(verdict: str, mode: str) -> str:
@@ -93,7 +185,7 @@ def _paper(c: dict) -> str:
     p = c.get("paper") or {}
     if not p.get("reported"):
         return f"not reported ({p.get('source', '')})" if p.get("source") else "not reported"
-    bits = [p["value"]] + [x for x in (p.get("metric"), p.get("setting")) if x]
+    bits = [str(p["value"])] + [x for x in (p.get("metric"), p.get("setting")) if x]
     return "; ".join(bits) + (f" [{p['source']}]" if p.get("source") else "")
 
 
@@ -110,10 +202,14 @@ def _regime(c: dict) -> str:
 def _method_blocks(r: dict, ref: dict | None) -> list[tuple]:
     name, paper, mode = r["method"], r["paper"], r["mode"]
     same = _same_file(r, ref)
-    b: list[tuple] = [("h2", f"{paper.get('number', '?')}. {name}: {paper.get('title', '')} (arXiv {paper.get('arxiv', '?')})",
-                       f"m-{name}")]
+    label, where = r.get("_label"), ""
+    if label:  # several runs per method, or a nested layout: say which file this section is
+        where = f" (`{r['_dir']}/results.json`)" if r["_dir"] != "." else " (`results.json`)"
+    title = f"{paper.get('title', '')} (arXiv {paper.get('arxiv', '?')})"
+    b: list[tuple] = [("h2", f"{paper.get('number', '?')}. {name}{f' ({label})' if label else ''}: {title}",
+                       r.get("_anchor", f"m-{name}"))]
     budget = f", declared budget {_fmt(r['budget_s'] / 60, 3)} min" if r.get("budget_s") else ""
-    b.append(("p", f"This run: mode **{mode}**, seeds {len(r['seeds'])}, status {r['status']}, "
+    b.append(("p", f"This run{where}: mode **{mode}**, seeds {len(r['seeds'])}, status {r['status']}, "
                    f"total unit time {_fmt(r['wall_time_s'] / 60, 3)} min{budget}."))
     if mode != "full":
         if ref is None:
@@ -162,7 +258,8 @@ def _method_blocks(r: dict, ref: dict | None) -> list[tuple]:
         b.extend(("p", n) for n in notes)
     if r.get("plots"):
         b.append(("h3", "Plots"))
-        b.extend(("img", f"{name}/{p}") for p in r["plots"])
+        folder = r.get("_dir", name)
+        b.extend(("img", p if folder == "." else f"{folder}/{p}") for p in r["plots"])
     env = r["environment"]
     pk = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
     b.append(("p", f"*Environment:* Python {env['python']}, {env.get('cpu', '?')} ({env['cpu_count']} cores, "
@@ -176,24 +273,28 @@ def _short(path: str) -> str:
     return path[i:] if i >= 0 else path
 
 
-def _matrix(catalog: Sequence[dict], results: dict, refs: dict) -> tuple:
-    """The verdict matrix block: per method, each claim's evidence verdict (full where committed) and this run's."""
+def _matrix(catalog: Sequence[dict], results: dict[str, list[dict]], refs: dict) -> tuple:
+    """The verdict matrix block: per run (one row per method in the plain layout), each claim's evidence verdict
+    (full where committed) and this run's."""
     rows = []
     for m in catalog:
-        r, ref = results.get(m["name"]), refs.get(m["name"])
-        cells = []
-        if r is not None:
+        runs, ref = results.get(m["name"], []), refs.get(m["name"])
+        if not runs:
+            cells = [(c["id"], None, None, c["verdict"]) for c in ref["claims"]] if ref is not None else []
+            state = "no results in this folder" if m["implemented"] else "not implemented"
+            rows.append((m["number"], m["name"], f"m-{m['name']}", state, cells))
+        for r in runs:
             ref_claims = {c["id"]: c for c in (ref or {}).get("claims", [])}
             skip = _same_file(r, ref) or r["mode"] == "full"  # no second verdict beside a full run
+            cells = []
             for c in r["claims"]:
                 rc = ref_claims.get(c["id"])
                 full = None if rc is None or skip else rc["verdict"]
                 cells.append((c["id"], c["verdict"], r["mode"], full))
-        elif ref is not None:
-            cells = [(c["id"], None, None, c["verdict"]) for c in ref["claims"]]
-        state = ("no results in this folder" if r is None else f"{r['mode']}, {len(r['seeds'])} seeds") \
-            if m["implemented"] else "not implemented"
-        rows.append((m["number"], m["name"], state, cells))
+            state = f"{r['mode']}, {len(r['seeds'])} seeds" if m["implemented"] else "not implemented"
+            if r.get("_label"):
+                state += ", " + r["_label"].split(", ", 1)[1]
+            rows.append((m["number"], m["name"], r["_anchor"], state, cells))
     return ("matrix", rows)
 
 
@@ -201,15 +302,22 @@ def report_blocks(out_dir: Path, catalog: Sequence[dict], reference_dir: Path | 
     """catalog: [{"name", "number", "title", "arxiv", "implemented"}] in paper order.
 
     reference_dir: where committed full runs live (`<method>/full/<method>/results.json`); None = none shown.
+    Raises `UserError` when `out_dir` holds no usable results (see `load_results`) or a reference file is bad.
     """
-    results = load_results(out_dir)
+    results = load_results(out_dir, [m["name"] for m in catalog])
+    _label_runs(results)
     refs = {m["name"]: load_reference(reference_dir, m["name"]) for m in catalog}
     refs = {k: v for k, v in refs.items() if v is not None}
-    modes = sorted({r["mode"] for r in results.values()})
+    runs = [r for m in catalog for r in results.get(m["name"], [])]
+    modes = sorted({r["mode"] for r in runs})
+    ref_text = _short(str(Path(reference_dir).resolve())) if reference_dir else "none"
+    files = "" if _plain(results) else (
+        f" It holds {len(runs)} results files below it: each is shown as its own row and section, labelled with "
+        "its mode and folder.")
     b: list[tuple] = [("h1", "tenfold reproduction report"),
                       ("p", f"Results folder `{out_dir}` (mode {', '.join(modes) or 'none'}), written "
                             f"{_dt.datetime.now().isoformat(timespec='seconds')}. Committed full-mode evidence "
-                            f"from `{_short(str(Path(reference_dir).resolve())) if reference_dir else 'none'}`."),
+                            f"from `{ref_text}`.{files}"),
                       ("p", "Verdict rule: *untestable* when a claim's declared regime check (a precondition measured "
                             "in the same run, with a threshold fixed before any run) fails; otherwise *held* when the "
                             "paired mean difference over >= 3 seeds is in the claimed direction by more than 2 "
@@ -223,20 +331,20 @@ def report_blocks(out_dir: Path, catalog: Sequence[dict], reference_dir: Path | 
     b.append(_matrix(catalog, results, refs))
     rows = []
     for m in catalog:
-        r = results.get(m["name"])
-        if r is None:
+        if m["name"] not in results:
             state = "implemented; no results in this folder" if m["implemented"] else "not implemented yet"
             rows.append([str(m["number"]), m["name"], m["title"], state, "", ""])
-            continue
-        counts = {v: sum(c["verdict"] == v for c in r["claims"]) for v in VERDICT_MARK}
-        rows.append([str(m["number"]), m["name"], m["title"], f"{r['mode']}, {len(r['seeds'])} seeds, {r['status']}",
-                     " / ".join(f"{counts[v]} {VERDICT_SHORT[v]}" for v in VERDICT_MARK),
-                     _fmt(r["wall_time_s"] / 60, 3)])
+        for r in results.get(m["name"], []):
+            counts = {v: sum(c["verdict"] == v for c in r["claims"]) for v in VERDICT_MARK}
+            run = f"{r['mode']}, {len(r['seeds'])} seeds, {r['status']}"
+            run += f", `{r['_dir']}/`" if r.get("_label") and r["_dir"] != "." else ""
+            rows.append([str(m["number"]), m["name"], m["title"], run,
+                         " / ".join(f"{counts[v]} {VERDICT_SHORT[v]}" for v in VERDICT_MARK),
+                         _fmt(r["wall_time_s"] / 60, 3)])
     b.append(("h2", "Summary", "summary"))
     b.append(("table", ["#", "method", "paper", "run", "claims (this run)", "minutes"], rows))
-    for m in catalog:
-        if m["name"] in results:
-            b.extend(_method_blocks(results[m["name"]], refs.get(m["name"])))
+    for r in runs:
+        b.extend(_method_blocks(r, refs.get(r["method"])))
     missing = [m for m in catalog if not m["implemented"]]
     if missing:
         b.append(("h2", "Missing methods", "missing"))
@@ -267,9 +375,9 @@ def _md(blocks) -> str:
         elif kind == "matrix":
             out.append("| # | method | this folder | claims: verdict |")
             out.append("|---|---|---|---|")
-            for number, name, state, cells in rest[0]:
+            for number, name, anchor, state, cells in rest[0]:
                 text = "; ".join(_cell_text(*cell) for cell in cells) or "–"
-                out.append(f"| {number} | [{name}](#m-{name}) | {_esc_md(state)} | {_esc_md(text)} |")
+                out.append(f"| {number} | [{name}](#{anchor}) | {_esc_md(state)} | {_esc_md(text)} |")
         out.append("")
     return "\n".join(out)
 
@@ -352,9 +460,9 @@ def _html(blocks, out_dir: Path) -> str:
                 for v in VERDICT_COLOUR) + "</p>")
             out.append("<div class='scroll'><table id='matrix'><tr><th>#</th><th>method</th><th>this folder</th>"
                        "<th>claims</th></tr>")
-            for number, name, state, cells in rest[0]:
+            for number, name, anchor, state, cells in rest[0]:
                 chips = "".join(_chip(*cell) for cell in cells) or "–"
-                out.append(f"<tr><td>{number}</td><td><a href='#m-{name}'>{html.escape(name)}</a></td>"
+                out.append(f"<tr><td>{number}</td><td><a href='#{anchor}'>{html.escape(name)}</a></td>"
                            f"<td>{html.escape(state)}</td><td>{chips}</td></tr>")
             out.append("</table></div>")
     if in_section:
@@ -368,6 +476,8 @@ def write_report(out_dir: str | Path, catalog: Sequence[dict], reference_dir: st
 
     reference_dir: committed full runs to place beside this folder's numbers; "auto" (default) takes the
     checkout's `docs/results` when there is one, None shows none.
+    Every `results.json` below `out_dir` is read (recursively) and validated first; `UserError` names each file
+    that cannot be used, and nothing is written then.
     """
     out_dir = Path(out_dir)
     ref = default_reference_dir() if reference_dir == "auto" else Path(reference_dir) if reference_dir else None
