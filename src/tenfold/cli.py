@@ -1,7 +1,8 @@
 """`tenfold list | reproduce | report | rejudge | bench`: the command line.
 
-User errors (unknown names, bad modes, bad paths) exit with status 2 and one line on stderr, before
-any work starts. Ctrl-C during `reproduce` keeps every finished unit; rerunning resumes.
+User errors (unknown names, bad modes, bad paths, a folder holding another run) exit with status 2 and one line
+on stderr, before any work starts. Ctrl-C or SIGTERM during `reproduce` stops the unit workers and everything they
+started within seconds; finished units are kept, and rerunning resumes (exit status 130 or 143).
 """
 
 from __future__ import annotations
@@ -34,10 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("names", nargs="+", metavar="NAME", help="method registry names, or 'all'")
     r.add_argument("--mode", default="quick", help="smoke | quick | full (default: quick)")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the mode's)")
-    r.add_argument("--out", default="results", help="results folder (default: results)")
-    r.add_argument("--fresh", action="store_true", help="discard earlier units instead of resuming")
+    r.add_argument("--out", default=None,
+                   help="results folder (default: results in quick mode, results-<mode> otherwise); a folder that "
+                        "holds another mode's or config's results is refused")
+    r.add_argument("--fresh", action="store_true",
+                   help="discard what the folder holds for these methods instead of resuming")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes; units run side by side only for methods that declare it (default: 1)")
+    r.add_argument("--threads", type=int, default=2, metavar="N",
+                   help="threads per unit, fixed whatever the machine, so numbers repeat (default: 2, as the "
+                        "committed results)")
+    r.add_argument("--keep-work", action="store_true",
+                   help="keep finished units' checkpoints and a complete run's work folders")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (one method only); repeatable")
+    r.add_argument("--arms", default=None, metavar="A,B",
+                   help="run only these arms now (one method only; the rest stay to do, results say 'partial')")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not rewrite the report afterwards")
     rj = sub.add_parser("rejudge", help="re-judge stored results.json files with today's claim declarations",
@@ -46,8 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                                     "metrics with its current regime checks and paper numbers; no unit is rerun. "
                                     "Then rewrites the report of every folder that holds results.")
     rj.add_argument("dir", help="folder searched recursively for results.json files")
-    rep = sub.add_parser("report", help="write DIR/REPORT.md and DIR/report.html")
-    rep.add_argument("dir", nargs="?", default="results")
+    rep = sub.add_parser("report", help="write DIR/REPORT.md and DIR/report.html from every results.json below DIR "
+                                        "(each validated; bad files are refused, naming them)")
+    rep.add_argument("dir", nargs="?", default="results",
+                     help="folder searched recursively for results.json files (default: results)")
     rep.add_argument("--full", default=None, metavar="REF",
                      help="folder of committed full runs (REF/<method>/full/<method>/results.json) to show beside "
                           "this folder's numbers (default: the checkout's docs/results; 'none' for none)")
@@ -105,39 +120,101 @@ def _select(names: list[str]):
     return infos
 
 
-def cmd_reproduce(args) -> int:
-    from tenfold.common.seeding import cap_thread_pools
+MAX_SEEDS = 50  # a --seeds above it is almost surely a typo (each seed reruns every arm)
 
-    cap_thread_pools()  # before numpy, numba or torch start their thread pools (configure_threads below)
-    from tenfold.common.device import default_device
-    from tenfold.common.seeding import configure_threads
-    from tenfold.experiments import catalog
+
+def _positive(name: str, value: int | None, upper: int | None = None) -> None:
+    if value is not None and (value < 1 or (upper is not None and value > upper)):
+        rng = f"between 1 and {upper}" if upper else ">= 1"
+        raise UserError(f"Invalid {name}: {value}; expected an integer {rng}")
+
+
+class _Stop:
+    """SIGTERM becomes KeyboardInterrupt (as SIGINT is), so both stop a run the same way; remembers which came."""
+
+    def __init__(self):
+        import signal
+
+        self.signum = signal.SIGINT
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    @property
+    def code(self) -> int:
+        return 128 + int(self.signum)
+
+
+def _summary(rows: list[tuple[str, str, float | None, dict]]) -> str:
+    """One line per method: mode, elapsed seconds, verdict counts."""
+    lines = [f"{'method':9} {'mode':6} {'time':>8}  verdicts"]
+    for name, mode, secs, counts in rows:
+        verdicts = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items() if n) or "none"
+        lines.append(f"{name:9} {mode:6} {'n/a' if secs is None else f'{secs:.0f} s':>8}  {verdicts}")
+    return "\n".join(lines)
+
+
+def _counts(path: Path) -> tuple[float | None, dict]:
+    import json
+
+    try:
+        r = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, {}
+    counts = {v: 0 for v in ("held", "not_held", "inconclusive", "untestable")}
+    for c in r.get("claims", []):
+        counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    return r.get("elapsed_s", r.get("wall_time_s")), counts
+
+
+def cmd_reproduce(args) -> int:
+    from tenfold.experiments import catalog, check_requirements
     from tenfold.harness.report import write_report
-    from tenfold.harness.runner import resolve_config, run_experiment
+    from tenfold.harness.runner import check_compatible, fingerprint, resolve_config, run_experiment
 
     check_choice("--mode", args.mode, MODES)
-    if args.seeds is not None and args.seeds < 1:
-        raise UserError(f"Invalid --seeds: {args.seeds}; expected an integer >= 1")
+    _positive("--seeds", args.seeds, MAX_SEEDS)
+    _positive("--jobs", args.jobs)
+    _positive("--threads", args.threads)
+    if args.out is not None and not args.out.strip():
+        raise UserError("Invalid --out '': expected a folder path (default: results, or results-<mode> outside "
+                        "quick mode)")
     infos = _select(args.names)
-    from tenfold.experiments import check_requirements; check_requirements(infos)  # missing extras: before any work
-    if args.set and len(infos) != 1:
-        raise UserError("--set applies to one method; name exactly one method with it")
-    out = Path(args.out)
-    _check_writable(out)
+    check_requirements(infos)  # missing extras: before any work
+    if (args.set or args.arms is not None) and len(infos) != 1:
+        raise UserError("--set and --arms apply to one method; name exactly one method with them")
+    only_arms = None if args.arms is None else [a.strip() for a in args.arms.split(",") if a.strip()]
+    out = Path(args.out if args.out is not None else "results" if args.mode == "quick" else f"results-{args.mode}")
     experiments = [(m, m.load()) for m in infos]
-    for _, exp in experiments:  # config errors surface before any work
-        resolve_config(exp, args.mode, args.set)
-    configure_threads()
+    for _, exp in experiments:  # config errors and folders holding other runs surface before any work
+        cfg = resolve_config(exp, args.mode, args.set)
+        names = [a.name for a in exp.arms(cfg)]
+        if only_arms is not None and (not only_arms or set(only_arms) - set(names)):
+            raise UserError(f"Invalid --arms {args.arms!r}; expected a comma-separated subset of: {', '.join(names)}")
+        if not args.fresh:
+            check_compatible(out / exp.name, args.mode, fingerprint(cfg, args.mode),
+                             args.seeds or exp.seeds[args.mode])
+    _check_writable(out)
+    from tenfold.common.device import default_device
+
     device = default_device()
+    stop = _Stop()
+    rows = []
     try:
         for info, exp in experiments:
             path = run_experiment(exp, info.paper(), mode=args.mode, seeds=args.seeds, out_dir=out, fresh=args.fresh,
                                   overrides=args.set, device=device, progress=not args.no_progress,
-                                  paper_results=info.paper_results())
+                                  paper_results=info.paper_results(), workers=args.jobs, threads=args.threads,
+                                  keep_work=args.keep_work, only_arms=only_arms)
             print(f"{info.name}: {path}")
+            rows.append((info.name, args.mode, *_counts(path)))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished units are kept under {out}; rerun the same command to resume", file=sys.stderr)
-        return 130
+        print(f"\ninterrupted: finished units are kept under {out}, and the unit in progress resumes from its last "
+              "checkpoint; rerun the same command to go on", file=sys.stderr)
+        return stop.code
+    print(_summary(rows))
     if not args.no_report:
         md, page = write_report(out, catalog())
         print(f"report: {md.resolve()}")

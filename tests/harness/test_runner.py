@@ -66,14 +66,36 @@ def test_interrupt_then_resume_loses_and_recomputes_nothing(tmp_path, counted):
     assert final["status"] == "complete" and final["arms"][0]["per_seed"]["0"] == first
 
 
-def test_changed_config_recomputes_and_fresh_discards(tmp_path, counted):
+def test_changed_config_is_refused_and_fresh_discards(tmp_path, counted):
+    """Issue 21: another config (or mode) never silently replaces a folder's results; --fresh does, explicitly."""
+    from tenfold.harness.runner import IncompatibleResults
+
     run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
     run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
     assert len(counted) == 2
-    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["steps=21"])
-    assert len(counted) == 4
+    before = (tmp_path / "toy" / "results.json").read_text()
+    for kw in ({"mode": "smoke", "overrides": ["steps=21"]}, {"mode": "quick"}):
+        with pytest.raises(IncompatibleResults, match="--fresh"):
+            run_experiment(TOY, PAPER, out_dir=tmp_path, progress=False, **kw)
+    assert len(counted) == 2 and (tmp_path / "toy" / "results.json").read_text() == before
     run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["steps=21"], fresh=True)
-    assert len(counted) == 6
+    assert len(counted) == 4
+    from tenfold.harness.runner import fingerprint, resolve_config
+
+    held = json.loads((tmp_path / "toy" / "run.json").read_text())
+    assert held["mode"] == "smoke"
+    assert held["fingerprint"] == fingerprint(resolve_config(TOY, "smoke", ["steps=21"]), "smoke")
+
+
+def test_fewer_seeds_are_refused_more_extend(tmp_path, counted):
+    from tenfold.harness.runner import IncompatibleResults
+
+    run_experiment(TOY, PAPER, mode="smoke", seeds=2, out_dir=tmp_path, progress=False)
+    with pytest.raises(IncompatibleResults, match="--seeds 2"):
+        run_experiment(TOY, PAPER, mode="smoke", seeds=1, out_dir=tmp_path, progress=False)
+    n = len(counted)
+    r = json.loads(run_experiment(TOY, PAPER, mode="smoke", seeds=3, out_dir=tmp_path, progress=False).read_text())
+    assert r["seeds"] == [0, 1, 2] and len(counted) == n + n // 2  # only the third seed's units ran
 
 
 def test_mid_unit_checkpoint_resume_is_exact(tmp_path):

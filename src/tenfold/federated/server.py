@@ -81,8 +81,13 @@ def _without_rounds(record: dict) -> dict:
 
 
 def run_rounds(grid, cfg: FLConfig, initial: dict, *, checkpoint_path: str | Path | None = None,
-               on_round: Callable[[int, dict], None] | None = None) -> dict:
+               on_round: Callable[[int, dict], None] | None = None, stop=None) -> dict:
     """Run `cfg.rounds` rounds (resuming from `checkpoint_path` if it exists); returns the history dict.
+
+    `stop` (a `threading.Event`, optional): once set, the loop ends with `KeyboardInterrupt` before the next round
+    and never checkpoints the round in progress, whose clients may have been stopped with the caller (an
+    interrupted `simulate` sets it, so the server thread that Flower leaves running cannot overwrite the last good
+    checkpoint with empty rounds).
 
     History keys: round, accuracy (%), test_loss, train_loss, dispersion, drift, failures (lists, one entry per
     round; accuracy/test_loss are None on rounds without evaluation) and `arrays` (the final state dict).
@@ -110,7 +115,12 @@ def run_rounds(grid, cfg: FLConfig, initial: dict, *, checkpoint_path: str | Pat
         rng.setstate(ck["sampler_rng"])
         load_strategy_state(strategy, ck["strategy"])
         log.info("resumed from round %d", start)
+    def check_stop():
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt(f"federated run stopped before round {rnd} was saved")
+
     for rnd in range(start + 1, cfg.rounds + 1):
+        check_stop()
         online = [n for n in grid.get_node_ids() if n in pid_of]
         k = min(cfg.clients_per_round, len(online))
         chosen_pids = set(rng.sample(sorted(pid_of[n] for n in online), k))
@@ -139,6 +149,7 @@ def run_rounds(grid, cfg: FLConfig, initial: dict, *, checkpoint_path: str | Pat
             acc, tl = evaluate(arrays.to_torch_state_dict())
         for key, val in zip(hist, (rnd, acc, tl, loss, disp, drift, failures)):
             hist[key].append(val)
+        check_stop()
         if checkpoint_path:
             save_checkpoint(checkpoint_path, model=arrays.to_torch_state_dict(), round=rnd, history=hist,
                             sampler_rng=rng.getstate(), strategy=strategy_state(strategy), config=cfg.to_record())
@@ -155,8 +166,10 @@ def initial_model(cfg: FLConfig) -> dict:
     return {k: v.detach().clone() for k, v in build_model(cfg).state_dict().items()}
 
 
-def make_server_app(cfg: FLConfig, out: dict, *, checkpoint_path=None, on_round=None, quiet: bool = True):
-    """A `ServerApp` running `run_rounds`; the history (or the exception) is written into `out`."""
+def make_server_app(cfg: FLConfig, out: dict, *, checkpoint_path=None, on_round=None, quiet: bool = True,
+                    stop=None):
+    """A `ServerApp` running `run_rounds` (with its `stop` event); the history (or the exception) is written into
+    `out`."""
     from flwr.serverapp import ServerApp
 
     app = ServerApp()
@@ -167,7 +180,7 @@ def make_server_app(cfg: FLConfig, out: dict, *, checkpoint_path=None, on_round=
             logging.getLogger("flwr").setLevel(logging.ERROR)
         try:
             out["history"] = run_rounds(grid, cfg, initial_model(cfg), checkpoint_path=checkpoint_path,
-                                        on_round=on_round)
+                                        on_round=on_round, stop=stop)
         except BaseException as e:  # run_simulation would only log it
             out["error"] = e
 

@@ -16,6 +16,17 @@ def quiet_flower(level: int = logging.ERROR) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def shutdown_ray() -> None:
+    """Stop the Ray runtime this process started, if any (an interrupted simulation leaves it running)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - best effort while stopping
+        pass
+
+
 def simulate(cfg: FLConfig, *, checkpoint_path=None, on_round=None, verbose: bool = False) -> dict:
     """Run `cfg` with `flwr.simulation.run_simulation` (one virtual SuperNode per client); returns the history.
 
@@ -45,18 +56,30 @@ def simulate(cfg: FLConfig, *, checkpoint_path=None, on_round=None, verbose: boo
     from tenfold.federated.fedinit import make_client_app
     from tenfold.federated.server import make_server_app
 
+    import threading
+
     out: dict = {}
+    stop = threading.Event()
     init_args = {"include_dashboard": False, "log_to_driver": verbose}
     if os.environ.get("TENFOLD_RAY_CPUS"):  # cap how many clients train at once (default: all cores)
         init_args["num_cpus"] = int(os.environ["TENFOLD_RAY_CPUS"])
-    run_simulation(
-        server_app=make_server_app(cfg, out, checkpoint_path=checkpoint_path, on_round=on_round, quiet=not verbose),
-        client_app=make_client_app(),
-        num_supernodes=cfg.n_clients,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                        "init_args": init_args},
-        verbose_logging=verbose,
-    )
+    try:
+        run_simulation(
+            server_app=make_server_app(cfg, out, checkpoint_path=checkpoint_path, on_round=on_round,
+                                       quiet=not verbose, stop=stop),
+            client_app=make_client_app(),
+            num_supernodes=cfg.n_clients,
+            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                            "init_args": init_args},
+            verbose_logging=verbose,
+        )
+    except KeyboardInterrupt:
+        # Flower's server thread outlives run_simulation: make it stop before its next checkpoint, and stop Ray's
+        # processes (the thread itself may wait out one round timeout; `tenfold reproduce` runs units in worker
+        # processes and ends them at once)
+        stop.set()
+        shutdown_ray()
+        raise
     if "error" in out:
         raise out["error"]
     return out["history"]

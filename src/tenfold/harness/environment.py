@@ -46,7 +46,9 @@ def git_commit() -> str | None:
         return None
 
 
-def environment(device: str = "cpu") -> dict:
+def environment(device: str = "cpu", threads: int | None = None, workers: int | None = None) -> dict:
+    """The environment block of results.json; `threads` is the per-unit thread count the runner fixed (None: this
+    process's torch setting), `workers` the number of worker processes (0: units ran in the runner's process)."""
     import torch
 
     env = {
@@ -54,13 +56,15 @@ def environment(device: str = "cpu") -> dict:
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
+        "threads": threads or torch.get_num_threads(),
         "device": device,
         "tenfold": tenfold.__version__,
         "git_commit": git_commit(),
         "packages": {p: v for p in KEY_PACKAGES if (v := _version(p))},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if workers is not None:
+        env["workers"] = workers
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env

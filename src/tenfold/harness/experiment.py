@@ -299,6 +299,10 @@ class Experiment:
         project's reference machine (2 CPU cores, 2 torch threads, warm caches). Quick mode must declare one of
         at most `QUICK_BUDGET_MAX_S` (2.5 minutes); the conformance tests fail when a committed quick run's unit
         times exceed it by more than half.
+    parallel_units : bool, default=False
+        True when units may run side by side in separate worker processes (`tenfold reproduce --jobs N`): they
+        share no work files that two units could compute at once, and they start no multi-process engine of their
+        own (Ray). Otherwise the runner uses one worker whatever --jobs says.
     """
 
     name: str
@@ -313,6 +317,7 @@ class Experiment:
     summary: str = ""
     derive: Callable[[dict, Any], dict] | None = None
     budget_s: Mapping[str, float] = field(default_factory=lambda: {"quick": QUICK_BUDGET_MAX_S})
+    parallel_units: bool = False
 
     def __post_init__(self):
         missing = [m for m in MODES if m not in self.modes]

@@ -2,14 +2,21 @@
 
 Layout of one method's output folder::
 
+    DIR/<method>/run.json                    what the folder holds: mode, config fingerprint, seeds, time spent
     DIR/<method>/units/<arm>__seed<k>.json   one finished unit (written atomically)
-    DIR/<method>/work/<arm>__seed<k>/        the unit's private folder (mid-unit checkpoints)
+    DIR/<method>/work/<arm>__seed<k>/        the unit's private folder (mid-unit checkpoints; removed when the
+                                             unit is done unless keep_work)
     DIR/<method>/results.json                the aggregate, rewritten after every unit
     DIR/<method>/*.png                       plots
 
-A unit file records the config fingerprint it was run under; a rerun skips every unit whose file
-matches the current config and recomputes those that do not, so an interrupted run loses at most the
-unit in progress (and not even that, where the unit checkpoints itself into its work folder).
+A rerun with the same mode and config skips every finished unit and resumes the others from their checkpoints, so
+an interrupted run loses at most the round in progress. A run with another mode or config, or with fewer seeds
+than the folder holds, is refused (`IncompatibleResults`) instead of replacing what is there; `fresh=True`
+(`--fresh`) discards it explicitly.
+
+Units run in this process (`workers=0`, the library default) or in spawned worker processes (`workers>=1`, what
+`tenfold reproduce` does: see `tenfold.harness.workers`) with a fixed thread count per unit, recorded in every
+unit, so that the numbers do not depend on the machine's core count.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ from tenfold.harness.memory import PeakMemory
 from tenfold.harness.schema import CURRENT as SCHEMA_ID  # tenfold.results/2
 from tenfold.harness.verdict import judge
 
+# the per-unit thread count of `tenfold reproduce` (the committed results were measured with 2 threads)
+DEFAULT_THREADS = 2
+
+
+class IncompatibleResults(UserError):
+    """The output folder holds results of another mode, config or seed count; the run would replace them."""
+
 
 def resolve_config(exp: Experiment, mode: str, overrides: Sequence[str] = ()) -> Any:
     """The experiment's config for `mode`, with user `key=value` overrides applied on top."""
@@ -42,8 +56,57 @@ def resolve_config(exp: Experiment, mode: str, overrides: Sequence[str] = ()) ->
 
 
 def fingerprint(cfg: Any, mode: str) -> str:
-    blob = json.dumps({"mode": mode, "config": to_dict(cfg)}, sort_keys=True, default=str)
+    return _fingerprint_of(to_dict(cfg), mode)
+
+
+def _fingerprint_of(config: Mapping[str, Any], mode: str) -> str:
+    blob = json.dumps({"mode": mode, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _stored_run(method_dir: Path) -> dict | None:
+    """{mode, fingerprint, seeds} of what `method_dir` holds (run.json; else an older folder's results.json or
+    unit files), or None when it holds nothing."""
+    for name in ("run.json", "results.json"):
+        try:
+            obj = json.loads((method_dir / name).read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{method_dir / name}: unreadable ({e}); repair it, or pass --fresh to discard "
+                            f"{method_dir}") from None
+        if name == "run.json":
+            return obj
+        if "config" in obj and "mode" in obj:
+            return {"mode": obj["mode"], "fingerprint": _fingerprint_of(obj["config"], obj["mode"]),
+                    "seeds": len(obj.get("seeds", []))}
+    for path in sorted((method_dir / "units").glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        return {"mode": "unknown", "fingerprint": rec.get("fingerprint"), "seeds": 0}
+    return None
+
+
+def check_compatible(method_dir: Path, mode: str, fp: str, n_seeds: int) -> dict | None:
+    """Raise `IncompatibleResults` when `method_dir` holds results that this run would replace; returns what it
+    holds (None if nothing)."""
+    held = _stored_run(method_dir)
+    if held is None:
+        return None
+    if held.get("fingerprint") != fp:
+        what = f"a {held.get('mode')} run" if held.get("mode") == mode or held.get("mode") == "unknown" else \
+            f"a {held.get('mode')}-mode run"
+        raise IncompatibleResults(
+            f"{method_dir} holds {what} with config fingerprint {held.get('fingerprint')}; this {mode} run has "
+            f"{fp} (another mode, --set or code default) and would replace it. Write elsewhere with --out, or "
+            f"pass --fresh to discard what is there.")
+    if held.get("seeds", 0) > n_seeds:
+        raise IncompatibleResults(
+            f"{method_dir} holds {held['seeds']} seeds of this config; --seeds {n_seeds} would drop some of them. "
+            f"Use --seeds {held['seeds']} (or more, to extend), another --out, or --fresh.")
+    return held
 
 
 def unit_seed(method: str, seed: int) -> int:
@@ -65,6 +128,10 @@ def run_experiment(
     progress: bool = True,
     on_unit_done: Callable[[str, int], None] | None = None,
     paper_results: Mapping[str, PaperResult] | None = None,
+    workers: int = 0,
+    threads: int | None = None,
+    keep_work: bool = False,
+    only_arms: Sequence[str] | None = None,
 ) -> Path:
     """Run (or resume) every (arm, seed) unit of `exp` and write `out_dir/<name>/results.json`.
 
@@ -77,12 +144,24 @@ def run_experiment(
     seeds : int or None
         Number of seeds (0..seeds-1); None takes the experiment's default for the mode.
     fresh : bool, default=False
-        Delete earlier units of this method first instead of resuming.
+        Delete earlier units of this method first instead of resuming. Without it, a folder that holds another
+        mode's or config's results, or more seeds, is refused with `IncompatibleResults`.
     overrides : sequence of "key=value"
         Config overrides on top of the mode's budget.
     paper_results : mapping claim id -> PaperResult, optional
         What the paper reports for each claim, stored beside our evidence (the catalogue's
         `MethodInfo.paper_results()`); a claim without an entry is stored as "not stated".
+    workers : int, default=0
+        0 runs the units in this process; n >= 1 runs them in n spawned worker processes (one if the experiment
+        does not declare `parallel_units`), which an interrupt stops with everything they started.
+    threads : int or None
+        Threads per unit (torch, OpenMP, BLAS), recorded in each unit; None keeps this process's setting
+        (in-process only; workers default to `DEFAULT_THREADS`).
+    keep_work : bool, default=False
+        Keep finished units' work folders (mid-unit checkpoints) and, once the run is complete, the shared work
+        files of the method; by default they are removed (small `work/*.json` records are kept).
+    only_arms : sequence of arm names, optional
+        Run only these arms' units now (the others stay to do; results.json says "partial" until they are done).
 
     Returns
     -------
@@ -96,12 +175,27 @@ def run_experiment(
         raise UserError(f"Invalid seeds: {n_seeds}; expected an integer >= 1")
     arms = list(exp.arms(cfg))
     exp.check_claims(arms)
+    if only_arms is not None:
+        unknown = sorted(set(only_arms) - {a.name for a in arms})
+        if unknown or not only_arms:
+            raise UserError(f"Invalid arms {unknown or list(only_arms)} for {exp.name}; expected some of: "
+                            f"{', '.join(a.name for a in arms)}")
+    if workers < 0:
+        raise UserError(f"Invalid workers: {workers}; expected 0 (in this process) or a positive integer")
+    if threads is not None and threads < 1:
+        raise UserError(f"Invalid threads: {threads}; expected a positive integer")
     fp = fingerprint(cfg, mode)
     method_dir = Path(out_dir) / exp.name
     if fresh and method_dir.exists():
         shutil.rmtree(method_dir)
+    held = check_compatible(method_dir, mode, fp, n_seeds)
     (method_dir / "units").mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else cache_root()
+    if workers and threads is None:
+        threads = DEFAULT_THREADS
+    manifest = {"mode": mode, "fingerprint": fp, "seeds": max(n_seeds, (held or {}).get("seeds", 0)),
+                "config": to_dict(cfg), "elapsed_s": float((held or {}).get("elapsed_s", 0.0))}
+    atomic_write_json(method_dir / "run.json", manifest)
 
     todo = [(arm, s) for s in range(n_seeds) for arm in arms]  # seed-major: pairs complete early
     units: dict[tuple[str, int], dict] = {}
@@ -110,23 +204,60 @@ def run_experiment(
         if rec is not None:
             units[(arm.name, s)] = rec
     started = time.time()
+    elapsed0 = manifest["elapsed_s"]
+    pending = [(arm, s) for arm, s in todo if (arm.name, s) not in units
+               and (only_arms is None or arm.name in only_arms)]
+    n_workers = min(workers if exp.parallel_units else min(workers, 1), len(pending))
+    env = {"threads": threads, "workers": n_workers}
+    by_name = {a.name: a for a in arms}
     bar = _bar(len(todo), len(units), exp.name, progress)
+
+    def done(key: tuple[str, int], rec: dict) -> None:
+        units[key] = rec
+        if not keep_work:
+            shutil.rmtree(method_dir / "work" / f"{key[0]}__seed{key[1]}", ignore_errors=True)
+        manifest["elapsed_s"] = elapsed0 + time.time() - started
+        atomic_write_json(method_dir / "run.json", manifest)
+        _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, manifest, device, env, final=False,
+                       paper_results=paper_results)
+        bar.update(1)
+        if on_unit_done:
+            on_unit_done(*key)
+
     try:
-        for arm, s in todo:
-            if (arm.name, s) in units:
-                continue
-            bar.set_description(f"{exp.name} {arm.name} seed {s}")
-            units[(arm.name, s)] = _run_unit(exp, arm, s, cfg, fp, mode, method_dir, cache, device, progress)
-            _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=False,
-                           paper_results=paper_results)
-            bar.update(1)
-            if on_unit_done:
-                on_unit_done(arm.name, s)
+        if n_workers == 0:
+            for arm, s in pending:
+                bar.set_description(f"{exp.name} {arm.name} seed {s}")
+                done((arm.name, s), _run_unit(exp, arm, s, cfg, fp, mode, method_dir, cache, device, progress,
+                                              threads))
+        else:
+            from tenfold.harness.workers import WorkerPool
+
+            def start(key):
+                bar.set_description(f"{exp.name} {key[0]} seed {key[1]}")
+
+            tasks = [((arm.name, s), {"exp": exp, "arm": by_name[arm.name], "seed": s, "cfg": cfg, "fp": fp,
+                                      "mode": mode, "method_dir": method_dir, "cache": cache, "device": device,
+                                      "progress": progress and n_workers == 1, "threads": threads})
+                     for arm, s in pending]
+            with WorkerPool(n_workers, threads) as pool:
+                pool.run(tasks, done, on_start=start)
     finally:
         bar.close()
-    path = _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final=True,
-                          paper_results=paper_results)
+    path = _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, manifest, device, env,
+                          final=True, paper_results=paper_results)
+    if not keep_work and all((a.name, s) in units for a in arms for s in range(n_seeds)):
+        _clear_work(method_dir / "work")
     return path
+
+
+def _clear_work(work: Path) -> None:
+    """Remove a complete run's work folders (unit checkpoints, shared trained models); keep top-level files (small
+    records such as hyperparameter-tuning results)."""
+    if work.is_dir():
+        for entry in work.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _bar(total: int, done: int, name: str, enabled: bool):
@@ -150,7 +281,7 @@ def _load_unit(method_dir: Path, arm: Arm, seed: int, fp: str) -> dict | None:
     return rec if rec.get("fingerprint") == fp else None
 
 
-def _run_unit(exp, arm, seed, cfg, fp, mode, method_dir, cache, device, progress) -> dict:
+def _run_unit(exp, arm, seed, cfg, fp, mode, method_dir, cache, device, progress, threads=None) -> dict:
     from tqdm.auto import tqdm
 
     work = method_dir / "work" / f"{arm.name}__seed{seed}"
@@ -170,13 +301,16 @@ def _run_unit(exp, arm, seed, cfg, fp, mode, method_dir, cache, device, progress
     seed_everything(unit_seed(exp.name, seed))
     import torch
 
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    used = torch.get_num_threads()
     t0 = time.perf_counter()
     try:
-        with PeakMemory() as mem:
+        with _blas_threads(threads), PeakMemory() as mem:
             res: UnitResult = exp.run_unit(arm, seed, cfg, ctx)
     finally:  # a unit may change torch's thread count for itself; the next unit, and method, starts as configured
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     wall = time.perf_counter() - t0
     unknown = set(res.metrics) - {m.name for m in exp.metrics}
     if unknown:
@@ -190,11 +324,23 @@ def _run_unit(exp, arm, seed, cfg, fp, mode, method_dir, cache, device, progress
         "extra": res.extra,
         "notes": ctx.notes,
         "wall_time_s": wall,
+        "threads": used,
         "peak_rss_mib": _clean(mem.peak_mib),
         "cuda_peak_mib": mem.cuda_peak_mib,
     }
     atomic_write_json(_unit_path(method_dir, arm, seed), rec)
     return rec
+
+
+def _blas_threads(threads: int | None):
+    """Limit the BLAS/OpenMP pools already loaded in this process to `threads` (no-op for None)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
 
 
 def _clean(x: float) -> float | None:
@@ -283,7 +429,7 @@ def judge_claim(c: Claim, per_seed_by_arm: Mapping[str, Mapping[str, Mapping[str
 NOT_STATED = {"reported": False, "value": None, "metric": "", "setting": "", "source": "not looked up"}
 
 
-def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, started, device, final,
+def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, manifest, device, env, final,
                    paper_results=None) -> Path:
     arm_rows, curves, claims = aggregate(exp, arms, units, mode, cfg, paper_results)
     complete = all((a.name, s) in units for a in arms for s in range(n_seeds))
@@ -296,8 +442,9 @@ def _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, star
         "seeds": list(range(n_seeds)),
         "status": "complete" if complete else "partial",
         "config": to_dict(cfg),
-        "environment": environment(device),
+        "environment": environment(device, **env),
         "wall_time_s": sum(r["wall_time_s"] for r in units.values()),
+        "elapsed_s": manifest["elapsed_s"],
         "budget_s": exp.budget_s.get(mode),
         "metrics": [{"name": m.name, "unit": m.unit, "higher_is_better": m.higher_is_better,
                      "description": m.description} for m in exp.metrics],
