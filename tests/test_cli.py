@@ -33,6 +33,12 @@ def test_list_has_ten_methods(capsys):
     (["reproduce", "all", "--out", "/proc/forbidden"], "Invalid --out"),
     (["reproduce", "all", "gce"], "'all' cannot be combined"),
     (["report", "/no/such/dir"], "Invalid DIR"),
+    (["reproduce", "gce", "--out", ""], "Invalid --out ''"),  # issue 21: used to write into the current folder
+    (["reproduce", "gce", "--seeds", "100000"], "Invalid --seeds: 100000; expected an integer between 1 and 50"),
+    (["reproduce", "gce", "--jobs", "0"], "Invalid --jobs: 0"),
+    (["reproduce", "gce", "--threads", "0"], "Invalid --threads: 0"),
+    (["reproduce", "gce", "--arms", "nosuch"], "Invalid --arms 'nosuch'; expected a comma-separated subset of: fmnist__ce__raw"),
+    (["reproduce", "gce", "blae", "--arms", "fmnist__ce__raw"], "--set and --arms apply to one method"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, fragment, capsys):
     code, _, err = _run(argv, capsys)
@@ -46,9 +52,32 @@ def test_unimplemented_method_exits_2(toy_registry, capsys):
 
 
 def test_bad_override_is_refused_before_work(toy_registry, tmp_path, capsys):
-    code, _, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--set", "steps=many"], capsys)
+    code, _, err = _run(["reproduce", "toy", "--out", str(tmp_path / "new"), "--set", "steps=many"], capsys)
     assert code == 2 and "Invalid steps" in err
-    assert not (tmp_path / "toy").exists()
+    assert not (tmp_path / "new").exists()  # issue 21: no empty output folder is left behind
+
+
+def test_another_mode_or_config_never_replaces_results(toy_registry, tmp_path, capsys):
+    """Issue 21: a smoke run over complete quick results used to exit 0 and overwrite them."""
+    code, out, _ = _run(["reproduce", "toy", "--mode", "quick", "--out", str(tmp_path), "--no-progress",
+                         "--no-report"], capsys)
+    assert code == 0
+    assert "toy       quick" in out and "held" in out  # the per-method summary line: mode, time, verdicts
+    results = tmp_path / "toy" / "results.json"
+    before = results.read_text()
+    for extra in (["--mode", "smoke"], ["--set", "steps=21"], ["--seeds", "1"]):
+        code, _, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--no-progress", *extra], capsys)
+        assert code == 2 and "--fresh" in err and str(tmp_path / "toy") in err, (extra, err)
+    assert results.read_text() == before
+    code, _, _ = _run(["reproduce", "toy", "--mode", "smoke", "--out", str(tmp_path), "--fresh", "--no-progress",
+                       "--no-report"], capsys)
+    assert code == 0 and json.loads(results.read_text())["mode"] == "smoke"
+
+
+def test_default_out_folder_depends_on_the_mode(toy_registry, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _run(["reproduce", "toy", "--mode", "smoke", "--no-progress", "--no-report"], capsys)[0] == 0
+    assert (tmp_path / "results-smoke" / "toy" / "results.json").exists() and not (tmp_path / "results").exists()
 
 
 def test_smoke_reproduce_writes_valid_results_and_report(toy_registry, tmp_path, capsys):

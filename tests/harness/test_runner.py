@@ -178,3 +178,23 @@ def test_a_unit_that_changes_the_thread_count_does_not_leak_it(tmp_path):
     finally:
         object.__setattr__(TOY, "run_unit", original)
         torch.set_num_threads(before)
+
+
+def test_finished_units_work_folders_are_removed_unless_kept(tmp_path):
+    """Issue 21: a smoke run left 257 MB of mid-unit checkpoints behind."""
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path / "a", progress=False)
+    work = tmp_path / "a" / "toy" / "work"
+    assert not work.exists() or not [p for p in work.iterdir() if p.is_dir()]
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path / "b", progress=False, keep_work=True)
+    kept = [p.name for p in (tmp_path / "b" / "toy" / "work").iterdir() if p.is_dir()]
+    assert sorted(kept) == ["fast__seed0", "slow__seed0"]
+
+
+def test_units_record_the_fixed_thread_count(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    r = json.loads(run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, threads=1).read_text())
+    assert r["environment"]["threads"] == 1 and torch.get_num_threads() == before
+    units = [json.loads(p.read_text()) for p in (tmp_path / "toy" / "units").glob("*.json")]
+    assert units and {u["threads"] for u in units} == {1}
