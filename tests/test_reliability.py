@@ -29,14 +29,14 @@ def test_same_units_give_identical_numbers_with_1_or_2_threads_in_the_environmen
     """The committed quick GCE run (1 thread) and a rerun with 2 threads once differed by up to 1.6 accuracy points.
     BLAE's smoke units differ in the 5th digit between 1 and 2 torch threads (measured), so they would show it."""
     runs = {}
-    for n in (1, 2):
-        done = _reproduce(["blae", "--mode", "smoke", "--out", str(tmp_path / f"t{n}")], env_threads=n)
+    for n, jobs in ((1, 1), (2, 1), (3, 2)):  # the last: two units side by side (blae declares parallel_units)
+        done = _reproduce(["blae", "--mode", "smoke", "--out", str(tmp_path / f"t{n}"), "--jobs", str(jobs)],
+                          env_threads=min(n, 2))
         assert done.returncode == 0, done.stdout + done.stderr
         runs[n] = json.loads((tmp_path / f"t{n}" / "blae" / "results.json").read_text())
-    for r in runs.values():
-        assert r["environment"]["threads"] == 2 and r["environment"]["workers"] == 1
+        assert runs[n]["environment"]["threads"] == 2 and runs[n]["environment"]["workers"] == jobs
     per_seed = {n: {a["name"]: a["per_seed"] for a in r["arms"]} for n, r in runs.items()}
-    assert per_seed[1] == per_seed[2]
+    assert per_seed[1] == per_seed[2] == per_seed[3]
     units = tmp_path / "t1" / "blae" / "units"
     assert {json.loads(p.read_text())["threads"] for p in units.glob("*.json")} == {2}
 

@@ -347,6 +347,7 @@ _QUICK = {"n_train": 200, "n_test": 200, "n_sparse": 60, "coil_items": 8, "coil_
 _FULL = {"n_train": 1000, "mnist_train": 1000, "epochs": 300}
 
 EXPERIMENT = Experiment(
+    parallel_units=True,  # units share no work files and start no engine of their own (`--jobs N` runs N at once)
     name="blae",
     config_cls=BLAEConfig,
     modes={"smoke": _SMOKE, "quick": _QUICK, "full": _FULL},
