@@ -18,7 +18,7 @@ def test_smoke_run_validates_and_reuses_training(tmp_path):
     from tenfold.harness.runner import run_experiment
     from tenfold.harness.schema import validate_results
 
-    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False, keep_work=True)
     validate_results(path)
     import json
 

@@ -14,7 +14,7 @@ PAPER = {"number": 7, "title": "Bi-Lipschitz Autoencoder with Injectivity Guaran
 
 
 def test_smoke_run_validates_and_resumes(tmp_path):
-    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False, keep_work=True)
     validate_results(path)
     r = json.loads(path.read_text())
     assert r["status"] == "complete"

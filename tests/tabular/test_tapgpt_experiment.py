@@ -19,7 +19,7 @@ def test_smoke_run_validates_and_shares_the_adapter(tmp_path):
     from tenfold.harness.runner import run_experiment
     from tenfold.harness.schema import validate_results
 
-    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False, keep_work=True)
     validate_results(path)
     res = json.loads(Path(path).read_text())
     arms = {a["name"]: a for a in res["arms"]}
