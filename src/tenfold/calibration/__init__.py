@@ -1,9 +1,12 @@
-"""Calibration: generative cross-entropy (GCE) and its baseline losses, temperature scalers (TS and the
-adaptive piecewise ATS) and calibration metrics (paper 6, arXiv 2604.06689). See docs/gce.md."""
+"""Calibration: generative cross-entropy (GCE) and its baseline losses (AdaFocal among them), temperature
+scalers (TS and the adaptive piecewise ATS) and calibration metrics (paper 6, arXiv 2604.06689). See docs/gce.md."""
 
-from tenfold.calibration.gce import AdaptiveTemperatureScaling, GCELoss, TemperatureScaling, gce_loss
+from tenfold.calibration.gce import (
+    ATS_GRID, TS_ECE_GRID, AdaptiveTemperatureScaling, GCELoss, TemperatureScaling, gce_loss,
+)
 from tenfold.calibration.losses import (
-    LOSSES, CrossEntropyLoss, DualFocalLoss, FLSD53Loss, FocalLoss, LabelSmoothingLoss, LossInfo, make_loss,
+    LOSSES, AdaFocalLoss, CrossEntropyLoss, DualFocalLoss, FLSD53Loss, FocalLoss, LabelSmoothingLoss, LossInfo,
+    make_loss,
 )
 from tenfold.calibration.metrics import (
     adaece, brier, calibration_metrics, check_logits_labels, classwise_ece, ece, mce, nll, plot_reliability,
@@ -11,8 +14,8 @@ from tenfold.calibration.metrics import (
 )
 
 __all__ = [
-    "GCELoss", "gce_loss", "TemperatureScaling", "AdaptiveTemperatureScaling", "LOSSES", "LossInfo", "make_loss",
-    "CrossEntropyLoss", "FocalLoss", "FLSD53Loss", "DualFocalLoss", "LabelSmoothingLoss", "ece", "adaece",
-    "classwise_ece", "mce", "nll", "brier", "calibration_metrics", "reliability_bins", "plot_reliability",
-    "check_logits_labels",
+    "GCELoss", "gce_loss", "TemperatureScaling", "AdaptiveTemperatureScaling", "TS_ECE_GRID", "ATS_GRID",
+    "LOSSES", "LossInfo", "make_loss", "CrossEntropyLoss", "FocalLoss", "FLSD53Loss", "DualFocalLoss",
+    "LabelSmoothingLoss", "AdaFocalLoss", "ece", "adaece", "classwise_ece", "mce", "nll", "brier",
+    "calibration_metrics", "reliability_bins", "plot_reliability", "check_logits_labels",
 ]
