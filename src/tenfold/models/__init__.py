@@ -1,6 +1,6 @@
-"""Small reference networks: a GroupNorm CNN, tiny HF-config models (Llama, ViT, MoE), and offline
+"""Small reference networks: a GroupNorm CNN, LeNet-5, tiny HF-config models (Llama, ViT, MoE), and offline
 pretrained models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2). Every builder has a "debug" size."""
 
-from tenfold.models.cnn import GNConvNet, MLP
+from tenfold.models.cnn import MLP, GNConvNet, LeNet5
 
-__all__ = ["GNConvNet", "MLP"]
+__all__ = ["GNConvNet", "LeNet5", "MLP"]
