@@ -26,7 +26,7 @@ def test_smoke_run_validates_and_reuses_training(tmp_path):
     arms = {a["name"]: a for a in res["arms"]}
     # per data set 7 losses x {raw, TS, ATS} + the L-BFGS ATS ablation; the long-tailed set also x {TS, ATS} on
     # its balanced validation split
-    assert len(arms) == 3 * (7 * 3 + 1) + 7 * 2 and res["status"] == "complete"
+    assert len(arms) == 3 * (7 * 3 + 1 + 1) + 7 * 2 and res["status"] == "complete"   # + one bin-count arm
     assert all(c["verdict"] == "inconclusive" for c in res["claims"])          # smoke is never conclusive
     raw, ats = arms["fmnist_lt__gce__raw"], arms["fmnist_lt__gce__ats"]
     assert raw["mean"]["accuracy"] == ats["mean"]["accuracy"]                   # ATS keeps the arg-max

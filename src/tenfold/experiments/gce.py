@@ -81,6 +81,8 @@ class GCEConfig:
                                           "code, the focal-loss literature's protocol) or nll (Guo et al. 2017)")
     ats_bins: int = field(15, help="ATS: equal-mass confidence bins (a guess: the paper's Sec. 5.2 mentions 20 bins, "
                                    "possibly the ECE's)")
+    ats_bins_sensitivity: tuple[int, ...] = field((10, 20), help="extra GCE + ATS arms with these bin counts (the "
+                                                  "paper's count is unclear: 10, 15 or 20)")
     ats_objective: str = field("nll", help="ATS per-bin grid-search objective: nll or ece")
     ats_min_per_bin: int = field(20, help="ATS: validation samples a bin needs for its own temperature")
     ats_prior_std: float = field(0.5, help="ATS lbfgs ablation: std of the Gaussian prior on each bin's log T")
@@ -108,13 +110,15 @@ def _arms(cfg: GCEConfig) -> list[Arm]:
     if cfg.lt_head + cfg.lt_val_head + _lt_balanced_val(cfg) > 6000:
         raise UserError(f"Invalid lt_head + lt_val_head: {cfg.lt_head} + {cfg.lt_val_head} (+ the balanced "
                         f"validation split) exceed Fashion-MNIST's 6000 training images of a class")
-    need = cfg.ats_bins * cfg.ats_min_per_bin   # refuse, before any training, a validation split ATS cannot use
+    for n in cfg.ats_bins_sensitivity:
+        check_positive("ats_bins_sensitivity", n)
+    need = max(cfg.ats_bins, *cfg.ats_bins_sensitivity) * cfg.ats_min_per_bin   # refuse, before any training, a validation split ATS cannot use
     for d in cfg.datasets:
         n_val = sum(_val_counts(d, cfg).values())
         if n_val < need:
-            raise UserError(f"Validation split of {d} too small for ATS: {n_val} images for ats_bins={cfg.ats_bins} "
-                            f"x ats_min_per_bin={cfg.ats_min_per_bin} = {need}; raise the validation size or lower "
-                            "them")
+            raise UserError(f"Validation split of {d} too small for ATS: {n_val} images for ats_bins (largest of "
+                            f"ats_bins and ats_bins_sensitivity) x ats_min_per_bin={cfg.ats_min_per_bin} = {need}; "
+                            "raise the validation size or lower them")
     arms = []
     for d in cfg.datasets:
         cals = {**CALIBRATORS, **(LT_BALANCED if d == "fmnist_lt" else {})}
@@ -126,6 +130,9 @@ def _arms(cfg: GCEConfig) -> list[Arm]:
         if "gce" in cfg.losses:   # ablation: our earlier ATS (L-BFGS on NLL with a Gaussian prior on log T)
             arms.append(Arm(f"{d}__gce__ats_lbfgs", "ablation", f"{DATASETS[d]}: GCE + ATS (ours: L-BFGS, prior)",
                             {"dataset": d, "loss": "gce", "calibrator": "ats_lbfgs"}))
+            for n in cfg.ats_bins_sensitivity:   # the paper's bin count is unclear
+                arms.append(Arm(f"{d}__gce__ats_b{n}", "ablation", f"{DATASETS[d]}: GCE + ATS ({n} bins)",
+                                {"dataset": d, "loss": "gce", "calibrator": f"ats_b{n}"}))
     return arms
 
 
@@ -319,7 +326,8 @@ def _calibrator(cal: str, cfg: GCEConfig):
     if cal == "ats_lbfgs":
         return AdaptiveTemperatureScaling(cfg.ats_bins, min_samples_per_bin=cfg.ats_min_per_bin, solver="lbfgs",
                                           prior_std=cfg.ats_prior_std)
-    return AdaptiveTemperatureScaling(cfg.ats_bins, min_samples_per_bin=cfg.ats_min_per_bin, solver="grid",
+    bins = int(cal[len("ats_b"):]) if cal[len("ats_b"):].isdigit() else cfg.ats_bins   # ats_b<n>: n bins
+    return AdaptiveTemperatureScaling(bins, min_samples_per_bin=cfg.ats_min_per_bin, solver="grid",
                                       objective=cfg.ats_objective, prior_std=None)
 
 
@@ -492,7 +500,8 @@ EXPERIMENT = Experiment(
     config_cls=GCEConfig,
     modes={
         "smoke": {"n_per_class": 40, "lt_head": 100, "n_val_per_class": 40, "lt_val_head": 40,
-                  "n_test_per_class": 30, "epochs": 2, "batch_size": 64, "ats_bins": 4, "ats_min_per_bin": 5,
+                  "n_test_per_class": 30, "epochs": 2, "batch_size": 64, "ats_bins": 4, "ats_bins_sensitivity": (3,),
+                  "ats_min_per_bin": 5,
                   "checkpoint_every": 1},
         "quick": {"n_per_class": 200, "lt_head": 1000, "n_val_per_class": 50, "lt_val_head": 200,
                   "n_test_per_class": 200, "epochs": 12, "ats_bins": 10, "ats_min_per_bin": 20},
