@@ -1,7 +1,7 @@
 """Benchmark: training-step time with GCE vs cross-entropy on the same model and batch, and the fit time of
 temperature scaling / ATS on 10k logits (paper 6, arXiv 2604.06689; issue target: GCE step <= 1.05x CE).
 
-A step is forward + loss + backward + SGD update of `GNConvNet` on one fixed batch of Fashion-MNIST-shaped
+A step is forward + loss + backward + SGD update of LeNet-5 (the reproduction's network) or `GNConvNet` on one fixed batch of Fashion-MNIST-shaped
 inputs. CE and GCE steps are timed interleaved one by one (so drift from other processes hits both alike) and
 their medians are compared. The loss alone (forward + backward on fixed logits) is reported too.
 
@@ -19,7 +19,7 @@ import torch
 
 from tenfold.calibration import AdaptiveTemperatureScaling, GCELoss, TemperatureScaling
 from tenfold.calibration.losses import CrossEntropyLoss
-from tenfold.models import GNConvNet
+from tenfold.models import GNConvNet, LeNet5
 
 
 def _step_timer(model, loss_fn, x, y, opt):
@@ -57,7 +57,8 @@ def compare(make_fns, rounds: int, reps: int) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="debug,small", help="GNConvNet sizes, comma-separated")
+    ap.add_argument("--sizes", default="lenet5,debug,small",
+                    help="models, comma-separated: lenet5, or a GNConvNet size (debug, small, base)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--reps", type=int, default=10)
@@ -76,7 +77,7 @@ def main(argv=None) -> dict:
             fns = {}
             for name, loss_fn in (("ce", CrossEntropyLoss()), ("gce", GCELoss())):
                 torch.manual_seed(0)
-                model = GNConvNet(1, 10, size)
+                model = LeNet5(1, 10) if size == "lenet5" else GNConvNet(1, 10, size)
                 fns[name] = _step_timer(model, loss_fn, x, y, torch.optim.SGD(model.parameters(), lr=0.01))
             return fns
         out["step"][size] = compare(make, args.rounds, args.reps)
@@ -87,7 +88,9 @@ def main(argv=None) -> dict:
     g = torch.Generator().manual_seed(0)
     logits = 4 * torch.randn(args.n_logits, 10, generator=g)
     labels = torch.multinomial(torch.softmax(logits / 2, 1), 1, generator=g).squeeze(1)
-    for name, make_cal in (("ts", TemperatureScaling), ("ats", lambda: AdaptiveTemperatureScaling(10))):
+    for name, make_cal in (("ts", TemperatureScaling), ("ts_ece", lambda: TemperatureScaling(objective="ece")),
+                           ("ats", lambda: AdaptiveTemperatureScaling(10)),
+                           ("ats_lbfgs", lambda: AdaptiveTemperatureScaling(10, solver="lbfgs"))):
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -98,12 +101,13 @@ def main(argv=None) -> dict:
     n = args.rounds * args.reps
     print(f"step time, batch {args.batch}, {args.threads} thread(s) (medians of {n} interleaved steps):")
     for size, r in out["step"].items():
-        print(f"  GNConvNet-{size:6s} CE {r['ce_ms']:7.2f} ms  GCE {r['gce_ms']:7.2f} ms  ratio {r['ratio']:.3f}x "
+        print(f"  {'LeNet-5' if size == 'lenet5' else 'GNConvNet-' + size:16s} CE {r['ce_ms']:7.2f} ms  GCE {r['gce_ms']:7.2f} ms  ratio {r['ratio']:.3f}x "
               f"(target <= 1.05x)")
     r = out["loss_only"]
     print(f"  loss only (fwd+bwd)   CE {r['ce_ms']:7.3f} ms  GCE {r['gce_ms']:7.3f} ms  ratio {r['ratio']:.3f}x")
-    print(f"fit on {args.n_logits} logits x 10 classes: TS {out['calibrator_fit_s']['ts']:.3f} s, "
-          f"ATS (10 bins) {out['calibrator_fit_s']['ats']:.3f} s")
+    f = out["calibrator_fit_s"]
+    print(f"fit on {args.n_logits} logits x 10 classes: TS (NLL) {f['ts']:.3f} s, TS (ECE grid) {f['ts_ece']:.3f} s, "
+          f"ATS (10 bins, grid) {f['ats']:.3f} s, ATS (L-BFGS, prior) {f['ats_lbfgs']:.3f} s")
     if args.out:
         from tenfold.common.atomic import atomic_write_json
 
