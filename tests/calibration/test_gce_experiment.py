@@ -36,12 +36,14 @@ def test_smoke_run_validates_and_reuses_training(tmp_path):
     assert ts["temperature"] > 0 and "temperature" not in arms["fmnist__ce__raw"]["per_seed"]["0"]
     assert 0 <= arms["fmnist__ce__raw"]["per_seed"]["0"]["train_acc"] <= 100
     # every calibration claim declares the over-confidence regime check on its own data set and split
+    # every claim checks that its networks trained (none collapsed); calibration claims also that CE is over-confident
     for c in res["claims"]:
+        d = c["method_arm"].split("__")[0]
+        trained = [r for r in c["regime"] if r["metric"] == "train_acc"]
+        assert len(trained) == 1 and trained[0]["stat"] == "min" and f"{d}__gce__raw" in trained[0]["arms"]
         if c["metric"] == "ece":
-            (r,) = c["regime"]
-            d = c["method_arm"].split("__")[0]
-            assert r["metric"] == "temperature" and r["arms"] == [f"{d}__ce__ts" + ("_bal" * c["id"].startswith(
-                "b_ece_fmnist_lt_bal"))]
+            (r,) = [r for r in c["regime"] if r["metric"] == "temperature"]
+            assert r["arms"] == [f"{d}__ce__ts" + ("_bal" * c["id"].startswith("b_ece_fmnist_lt_bal"))]
 
 
 def _ctx(tmp_path):

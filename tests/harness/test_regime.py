@@ -126,3 +126,18 @@ def test_v1_files_upgrade_and_rejudge(tmp_path):
     again = rejudge(old, TOY)["claims"]  # no checks declared: exactly the run's own claims (paper: not looked up)
     assert [{k: v for k, v in c.items() if k != "paper"} for c in again] == \
         [{k: v for k, v in c.items() if k != "paper"} for c in res["claims"]]
+
+
+def test_min_stat_fails_when_one_seed_collapsed():
+    """stat="min": one collapsed seed (chance accuracy) fails "every seed's network trained", which the mean can
+    hide; the stored check says which statistic it used."""
+    from tenfold.harness.experiment import Regime
+
+    runs = {"gce": {"0": {"acc": 97.0}, "1": {"acc": 10.0}, "2": {"acc": 98.0}}, "ce": {"0": {"acc": 96.0}}}
+    r = Regime("trained", "acc", ("ce", "gce"), ">=", 50.0, "a collapsed network measures nothing", stat="min")
+    out = r.evaluate(runs)
+    assert out["per_arm"] == {"ce": 96.0, "gce": 10.0} and out["value"] == 10.0 and out["passed"] is False
+    assert out["stat"] == "min" and out["description"].startswith("min acc of ce, gce >= 50")
+    assert Regime("m", "acc", ("gce",), ">=", 50.0, "why").evaluate(runs)["passed"] is True  # mean 68.3
+    with pytest.raises(ValueError, match="stat"):
+        Regime("x", "acc", ("gce",), ">=", 1.0, "why", stat="median")

@@ -118,6 +118,8 @@ class Regime:
         One sentence: why the claim cannot be tested outside this regime.
     relative_to : str or None, default=None
         An arm subtracted seed by seed (e.g. "MeZO raises accuracy over zero-shot by >= 3 points").
+    stat : {"mean", "min", "max"}, default="mean"
+        How an arm's per-seed values are summarised: "min" makes "every seed's network trained" one check.
 
     Examples
     --------
@@ -133,8 +135,11 @@ class Regime:
     threshold: float
     why: str
     relative_to: str | None = None
+    stat: Literal["mean", "min", "max"] = "mean"
 
     def __post_init__(self):
+        if self.stat not in ("mean", "min", "max"):
+            raise ValueError(f"Invalid stat: {self.stat!r}; expected mean, min or max")
         if isinstance(self.arms, str):
             object.__setattr__(self, "arms", (self.arms,))
         object.__setattr__(self, "arms", tuple(self.arms))
@@ -152,7 +157,7 @@ class Regime:
         arms = ", ".join(self.arms)
         rel = f" minus {self.relative_to} (paired by seed)" if self.relative_to else ""
         each = " (every arm)" if len(self.arms) > 1 else ""
-        return f"mean {self.metric} of {arms}{rel} {self.op} {self.threshold:g}{each}"
+        return f"{self.stat} {self.metric} of {arms}{rel} {self.op} {self.threshold:g}{each}"
 
     def evaluate(self, per_seed_by_arm: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> dict[str, Any]:
         """The check on one run: `per_seed_by_arm` maps arm -> seed -> metric -> value (None = not measured)."""
@@ -166,7 +171,8 @@ class Regime:
                     v = None if v is None or ref is None else v - ref
                 if v is not None and math.isfinite(v):
                     vals.append(v)
-            per_arm[arm] = sum(vals) / len(vals) if vals else None
+            per_arm[arm] = None if not vals else (sum(vals) / len(vals) if self.stat == "mean" else
+                                                  min(vals) if self.stat == "min" else max(vals))
         measured = [v for v in per_arm.values() if v is not None]
         if len(measured) < len(self.arms):
             value, passed = None, None
@@ -174,7 +180,8 @@ class Regime:
             value = min(measured) if self.op in (">", ">=") else max(measured)
             passed = bool(_OPS[self.op](value, self.threshold))
         return {"name": self.name, "metric": self.metric, "arms": list(self.arms), "relative_to": self.relative_to,
-                "op": self.op, "threshold": self.threshold, "why": self.why, "description": self.describe(),
+                "op": self.op, "threshold": self.threshold, "stat": self.stat, "why": self.why,
+                "description": self.describe(),
                 "per_arm": per_arm, "value": value, "passed": passed}
 
 
