@@ -141,3 +141,15 @@ def test_min_stat_fails_when_one_seed_collapsed():
     assert Regime("m", "acc", ("gce",), ">=", 50.0, "why").evaluate(runs)["passed"] is True  # mean 68.3
     with pytest.raises(ValueError, match="stat"):
         Regime("x", "acc", ("gce",), ">=", 1.0, "why", stat="median")
+
+
+def test_rejudge_leaves_its_input_untouched(tmp_path):
+    """`tenfold rejudge` prints each verdict that changed by comparing the stored claims with the new ones; a rejudge
+    that rewrote its input in place hid every change (seen in session 19)."""
+    stored = json.loads(run_experiment(TOY, PAPER, mode="quick", out_dir=tmp_path, progress=False).read_text())
+    before = copy.deepcopy(stored)
+    strict = dataclasses.replace(TOY, claims=[dataclasses.replace(c, regime=(Regime(
+        "never", TOY.claims[0].metric, (TOY.claims[0].method,), ">", 1e9, "cannot pass"),)) for c in TOY.claims])
+    new = rejudge(stored, strict)
+    assert stored == before
+    assert {c["verdict"] for c in new["claims"]} == {"untestable"}

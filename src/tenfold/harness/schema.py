@@ -66,7 +66,7 @@ def rejudge(obj: dict, exp, paper_results: Mapping[str, Any] | None = None) -> d
     from tenfold.harness.experiment import Claim
     from tenfold.harness.runner import judge_claim
 
-    out = upgrade_v1(obj)
+    out = dict(upgrade_v1(obj))  # a copy: the caller's dict keeps its stored verdicts (the CLI reports changes)
     if out["method"] != exp.name:
         raise ValueError(f"Invalid results: method {out['method']!r} is not experiment {exp.name!r}")
     out["budget_s"] = exp.budget_s.get(out["mode"])
