@@ -82,4 +82,7 @@ def test_committed_results_validate(path):
     """Every committed results file is in the current schema (tenfold.results/2)."""
     res = json.loads(path.read_text())
     validate_results(res)
-    assert res["method"] in METHODS and res["status"] == "complete"
+    assert res["method"] in METHODS
+    if res["status"] != "complete":  # only a deliberate subset of arms (`--arms`), each with every seed done
+        done = [a for a in res["arms"] if a["seeds_done"]]
+        assert done and all(a["seeds_done"] == res["seeds"] for a in done), f"{path}: an arm is half done"
