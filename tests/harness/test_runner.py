@@ -198,3 +198,21 @@ def test_units_record_the_fixed_thread_count(tmp_path):
     assert r["environment"]["threads"] == 1 and torch.get_num_threads() == before
     units = [json.loads(p.read_text()) for p in (tmp_path / "toy" / "units").glob("*.json")]
     assert units and {u["threads"] for u in units} == {1}
+
+
+def test_worker_crash_and_unit_error_are_reported_not_hung(tmp_path):
+    """Units in worker processes (what `tenfold reproduce` does): a crashed worker (issue 21 saw a segfault) is a
+    WorkerDied naming the signal; an exception comes back as UnitFailed with the worker's traceback."""
+    import dataclasses
+
+    from harness.toy_experiment import crash_unit, failing_unit
+
+    from tenfold.harness.workers import UnitFailed, WorkerDied
+
+    with pytest.raises(WorkerDied, match="signal 11"):
+        run_experiment(dataclasses.replace(TOY, run_unit=crash_unit), PAPER, mode="smoke", out_dir=tmp_path / "a",
+                       progress=False, workers=1)
+    with pytest.raises(UnitFailed, match="toy failure in") as err:
+        run_experiment(dataclasses.replace(TOY, run_unit=failing_unit), PAPER, mode="smoke", out_dir=tmp_path / "b",
+                       progress=False, workers=1)
+    assert "worker traceback" in str(err.value) and "ValueError" in str(err.value)

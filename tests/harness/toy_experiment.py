@@ -80,3 +80,16 @@ TOY = Experiment(
     summary="Toy experiment used by the harness tests.",
 )
 PAPER = {"number": 0, "title": "Toy", "arxiv": "0000.00000"}
+
+
+def crash_unit(arm, seed, cfg, ctx):
+    """A unit that kills its own process (as a segmentation fault would): the runner must say so, not hang."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def failing_unit(arm, seed, cfg, ctx):
+    """A unit that raises: the worker sends the traceback back to the runner."""
+    raise ValueError(f"toy failure in {arm.name}")
