@@ -34,6 +34,7 @@ def test_list_has_ten_methods(capsys):
     (["reproduce", "all", "gce"], "'all' cannot be combined"),
     (["report", "/no/such/dir"], "Invalid DIR"),
     (["reproduce", "gce", "--out", ""], "Invalid --out ''"),  # issue 21: used to write into the current folder
+    (["reproduce", "gce", "--out", "/etc/hostname"], "it is a file, not a folder"),
     (["reproduce", "gce", "--seeds", "100000"], "Invalid --seeds: 100000; expected an integer between 1 and 50"),
     (["reproduce", "gce", "--jobs", "0"], "Invalid --jobs: 0"),
     (["reproduce", "gce", "--threads", "0"], "Invalid --threads: 0"),

@@ -136,7 +136,12 @@ class _Stop:
         import signal
 
         self.signum = signal.SIGINT
-        signal.signal(signal.SIGTERM, self._handle)
+        self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def restore(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, self.previous)
 
     def _handle(self, signum, frame):
         self.signum = signum
@@ -187,6 +192,8 @@ def cmd_reproduce(args) -> int:
         raise UserError("--set and --arms apply to one method; name exactly one method with them")
     only_arms = None if args.arms is None else [a.strip() for a in args.arms.split(",") if a.strip()]
     out = Path(args.out if args.out is not None else "results" if args.mode == "quick" else f"results-{args.mode}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"Invalid --out {str(out)!r}: it is a file, not a folder")
     experiments = [(m, m.load()) for m in infos]
     for _, exp in experiments:  # config errors and folders holding other runs surface before any work
         cfg = resolve_config(exp, args.mode, args.set)
@@ -195,7 +202,7 @@ def cmd_reproduce(args) -> int:
             raise UserError(f"Invalid --arms {args.arms!r}; expected a comma-separated subset of: {', '.join(names)}")
         if not args.fresh:
             check_compatible(out / exp.name, args.mode, fingerprint(cfg, args.mode),
-                             args.seeds or exp.seeds[args.mode])
+                             args.seeds or exp.seeds[args.mode], args.threads)
     _check_writable(out)
     from tenfold.common.device import default_device
 
@@ -210,15 +217,17 @@ def cmd_reproduce(args) -> int:
                                   keep_work=args.keep_work, only_arms=only_arms)
             print(f"{info.name}: {path}")
             rows.append((info.name, args.mode, *_counts(path)))
+        print(_summary(rows))
+        if not args.no_report:
+            md, page = write_report(out, catalog())
+            print(f"report: {md.resolve()}")
+            print(f"report (html): {page.resolve()}")
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished units are kept under {out}, and the unit in progress resumes from its last "
               "checkpoint; rerun the same command to go on", file=sys.stderr)
         return stop.code
-    print(_summary(rows))
-    if not args.no_report:
-        md, page = write_report(out, catalog())
-        print(f"report: {md.resolve()}")
-        print(f"report (html): {page.resolve()}")
+    finally:
+        stop.restore()
     return 0
 
 

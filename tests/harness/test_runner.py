@@ -216,3 +216,37 @@ def test_worker_crash_and_unit_error_are_reported_not_hung(tmp_path):
         run_experiment(dataclasses.replace(TOY, run_unit=failing_unit), PAPER, mode="smoke", out_dir=tmp_path / "b",
                        progress=False, workers=1)
     assert "worker traceback" in str(err.value) and "ValueError" in str(err.value)
+
+
+def test_an_attempt_that_finishes_no_unit_leaves_no_claim_on_the_folder(tmp_path):
+    """Review of issue 21: run.json used to be written before any work, so an aborted `--seeds 30` locked the folder
+    to 30 seeds. Now it records only what finished: seeds with a finished unit, the thread count, time spent."""
+    import dataclasses
+
+    from harness.toy_experiment import failing_unit
+
+    from tenfold.harness.runner import IncompatibleResults
+
+    with pytest.raises(ValueError, match="toy failure"):
+        run_experiment(dataclasses.replace(TOY, run_unit=failing_unit), PAPER, mode="smoke", seeds=30,
+                       out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "toy" / "run.json").exists()
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, threads=1)  # 1 seed: accepted
+    held = json.loads((tmp_path / "toy" / "run.json").read_text())
+    assert held["seeds"] == 1 and held["threads"] == 1 and held["elapsed_s"] > 0
+    with pytest.raises(IncompatibleResults, match="--threads 1"):  # mixing thread counts is refused
+        run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False, threads=2, seeds=2)
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    from tenfold.common.errors import UserError
+    from tenfold.harness.runner import _lock
+
+    (tmp_path / "toy").mkdir()
+    held = _lock(tmp_path / "toy")  # as a run in progress holds it
+    try:
+        with pytest.raises(UserError, match="another tenfold run is using"):
+            run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    finally:
+        held.close()
+    run_experiment(TOY, PAPER, mode="smoke", out_dir=tmp_path, progress=False)  # free again

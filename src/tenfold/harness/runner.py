@@ -78,20 +78,33 @@ def _stored_run(method_dir: Path) -> dict | None:
         if name == "run.json":
             return obj
         if "config" in obj and "mode" in obj:
+            done = [s for a in obj.get("arms", []) for s in a.get("seeds_done", [])]
             return {"mode": obj["mode"], "fingerprint": _fingerprint_of(obj["config"], obj["mode"]),
-                    "seeds": len(obj.get("seeds", []))}
+                    "seeds": max(done, default=-1) + 1,
+                    "elapsed_s": obj.get("elapsed_s", obj.get("wall_time_s", 0.0)),
+                    "threads": obj.get("environment", {}).get("threads")}
+    fps: dict[str, int] = {}
     for path in sorted((method_dir / "units").glob("*.json")):
         try:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        return {"mode": "unknown", "fingerprint": rec.get("fingerprint"), "seeds": 0}
-    return None
+        fps[rec.get("fingerprint")] = max(fps.get(rec.get("fingerprint"), 0), int(rec.get("seed", 0)) + 1)
+    if not fps:
+        return None
+    if len(fps) > 1:
+        raise IncompatibleResults(f"{method_dir} holds units of {len(fps)} different configs; pass --fresh to "
+                                  "discard them, or write elsewhere with --out")
+    (fp, seeds), = fps.items()
+    return {"mode": "unknown", "fingerprint": fp, "seeds": seeds}
 
 
-def check_compatible(method_dir: Path, mode: str, fp: str, n_seeds: int) -> dict | None:
-    """Raise `IncompatibleResults` when `method_dir` holds results that this run would replace; returns what it
+def check_compatible(method_dir: Path, mode: str, fp: str, n_seeds: int, threads: int | None = None) -> dict | None:
+    """Raise `IncompatibleResults` when `method_dir` holds results that this run would replace (another mode or
+    config, fewer seeds than it has finished) or mix with its own (another per-unit thread count); returns what it
     holds (None if nothing)."""
+    if method_dir.exists() and not method_dir.is_dir():
+        raise UserError(f"Invalid output folder {method_dir}: it is a file")
     held = _stored_run(method_dir)
     if held is None:
         return None
@@ -106,6 +119,10 @@ def check_compatible(method_dir: Path, mode: str, fp: str, n_seeds: int) -> dict
         raise IncompatibleResults(
             f"{method_dir} holds {held['seeds']} seeds of this config; --seeds {n_seeds} would drop some of them. "
             f"Use --seeds {held['seeds']} (or more, to extend), another --out, or --fresh.")
+    if threads is not None and held.get("threads") is not None and held["threads"] != threads:
+        raise IncompatibleResults(
+            f"{method_dir} holds units run with {held['threads']} threads each; --threads {threads} would mix "
+            f"thread counts (and numbers) in one result. Use --threads {held['threads']}, another --out, or --fresh.")
     return held
 
 
@@ -167,8 +184,6 @@ def run_experiment(
     -------
     Path of the written results.json.
     """
-    from tenfold.data.cache import cache_root
-
     cfg = resolve_config(exp, mode, overrides)
     n_seeds = exp.seeds[mode] if seeds is None else seeds
     if n_seeds < 1:
@@ -188,14 +203,42 @@ def run_experiment(
     method_dir = Path(out_dir) / exp.name
     if fresh and method_dir.exists():
         shutil.rmtree(method_dir)
-    held = check_compatible(method_dir, mode, fp, n_seeds)
-    (method_dir / "units").mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir else cache_root()
     if workers and threads is None:
         threads = DEFAULT_THREADS
-    manifest = {"mode": mode, "fingerprint": fp, "seeds": max(n_seeds, (held or {}).get("seeds", 0)),
-                "config": to_dict(cfg), "elapsed_s": float((held or {}).get("elapsed_s", 0.0))}
-    atomic_write_json(method_dir / "run.json", manifest)
+    held = check_compatible(method_dir, mode, fp, n_seeds, threads)
+    (method_dir / "units").mkdir(parents=True, exist_ok=True)
+    lock = _lock(method_dir)
+    try:
+        return _run_locked(exp, paper, cfg, mode, n_seeds, arms, fp, method_dir, held, cache_dir, device, progress,
+                           on_unit_done, paper_results, workers, threads, keep_work, only_arms)
+    finally:
+        lock.close()
+
+
+def _lock(method_dir: Path):
+    """An exclusive lock on the method folder for the whole run: a second run on the same folder is refused (it
+    would overwrite run.json and results.json, and a completing run would delete the other's checkpoints)."""
+    import fcntl
+
+    fh = open(method_dir / ".lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise UserError(f"another tenfold run is using {method_dir}; wait for it to end, or write elsewhere with "
+                        "--out") from None
+    return fh
+
+
+def _run_locked(exp, paper, cfg, mode, n_seeds, arms, fp, method_dir, held, cache_dir, device, progress,
+                on_unit_done, paper_results, workers, threads, keep_work, only_arms) -> Path:
+    from tenfold.data.cache import cache_root
+
+    cache = Path(cache_dir) if cache_dir else cache_root()
+    # what the folder holds: written once a unit has finished (an attempt that finishes none leaves no claim on
+    # the folder); `seeds` counts the seeds with a finished unit
+    manifest = {"mode": mode, "fingerprint": fp, "seeds": (held or {}).get("seeds", 0), "threads": threads,
+                "config": to_dict(cfg), "elapsed_s": float((held or {}).get("elapsed_s") or 0.0)}
 
     todo = [(arm, s) for s in range(n_seeds) for arm in arms]  # seed-major: pairs complete early
     units: dict[tuple[str, int], dict] = {}
@@ -205,6 +248,13 @@ def run_experiment(
             units[(arm.name, s)] = rec
     started = time.time()
     elapsed0 = manifest["elapsed_s"]
+
+    def save_manifest() -> None:
+        if units:
+            manifest["seeds"] = max(manifest["seeds"], max(s for _, s in units) + 1)
+            manifest["elapsed_s"] = elapsed0 + time.time() - started
+            atomic_write_json(method_dir / "run.json", manifest)
+
     pending = [(arm, s) for arm, s in todo if (arm.name, s) not in units
                and (only_arms is None or arm.name in only_arms)]
     n_workers = min(workers if exp.parallel_units else min(workers, 1), len(pending))
@@ -216,8 +266,7 @@ def run_experiment(
         units[key] = rec
         if not keep_work:
             shutil.rmtree(method_dir / "work" / f"{key[0]}__seed{key[1]}", ignore_errors=True)
-        manifest["elapsed_s"] = elapsed0 + time.time() - started
-        atomic_write_json(method_dir / "run.json", manifest)
+        save_manifest()
         _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, manifest, device, env, final=False,
                        paper_results=paper_results)
         bar.update(1)
@@ -244,6 +293,7 @@ def run_experiment(
                 pool.run(tasks, done, on_start=start)
     finally:
         bar.close()
+        save_manifest()  # the time of an interrupted invocation counts too
     path = _write_results(exp, paper, cfg, mode, n_seeds, arms, units, method_dir, manifest, device, env,
                           final=True, paper_results=paper_results)
     if not keep_work and all((a.name, s) in units for a in arms for s in range(n_seeds)):

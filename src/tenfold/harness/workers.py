@@ -78,6 +78,9 @@ class WorkerPool:
                 proc.start()
                 child.close()
                 self.workers.append((proc, parent))
+        except BaseException:  # an interrupt while spawning: stop the workers already started
+            self.kill()
+            raise
         finally:
             for v, val in saved.items():
                 if val is None:
@@ -141,6 +144,8 @@ class WorkerPool:
                     break
                 time.sleep(0.05)
         for proc, conn in self.workers:
+            if proc.is_alive():  # not yet in its own process group (still starting), or ignoring SIGTERM
+                proc.kill()
             proc.join(timeout=1)
             conn.close()
 
