@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tenfold.common.errors import UserError, check_choice
+from tenfold.common.errors import UserError, check_choice, check_positive
 from tenfold.harness.experiment import MODES
 
 
@@ -123,12 +123,6 @@ def _select(names: list[str]):
 MAX_SEEDS = 50  # a --seeds above it is almost surely a typo (each seed reruns every arm)
 
 
-def _positive(name: str, value: int | None, upper: int | None = None) -> None:
-    if value is not None and (value < 1 or (upper is not None and value > upper)):
-        rng = f"between 1 and {upper}" if upper else ">= 1"
-        raise UserError(f"Invalid {name}: {value}; expected an integer {rng}")
-
-
 class _Stop:
     """SIGTERM becomes KeyboardInterrupt (as SIGINT is), so both stop a run the same way; remembers which came."""
 
@@ -180,9 +174,10 @@ def cmd_reproduce(args) -> int:
     from tenfold.harness.runner import check_compatible, fingerprint, resolve_config, run_experiment
 
     check_choice("--mode", args.mode, MODES)
-    _positive("--seeds", args.seeds, MAX_SEEDS)
-    _positive("--jobs", args.jobs)
-    _positive("--threads", args.threads)
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise UserError(f"Invalid --seeds: {args.seeds}; expected an integer between 1 and {MAX_SEEDS}")
+    check_positive("--jobs", args.jobs)
+    check_positive("--threads", args.threads)
     if args.out is not None and not args.out.strip():
         raise UserError("Invalid --out '': expected a folder path (default: results, or results-<mode> outside "
                         "quick mode)")

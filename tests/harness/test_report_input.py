@@ -190,10 +190,11 @@ def test_nested_layout_shows_every_file_labelled(docs_like, quick):
     assert f"| {first} |" in full_section and "| (this run) |" in full_section.split("### Arms")[0]
     quick_section = md[md.index("## 0. toy (quick"):md.index("## 0. toy (full")]
     assert "**NOT held**:" in quick_section  # the committed full run's verdict beside the quick one
-    # plots of both files, by their own folders; anchors unique in the page
+    # plots by their own folders; the committed full run's are embedded in its own report, not copied again
     plot = quick["results"]["plots"][0]
-    assert f"](toy/toy/{plot})" in md and f"](toy/full/toy/{plot})" in md
-    assert page.count("data:image/png;base64,") == 2 * len(quick["results"]["plots"])
+    assert f"](toy/toy/{plot})" in md and f"](toy/full/toy/{plot})" not in md
+    assert "embedded in its own report `toy/full/report.html`" in md
+    assert page.count("data:image/png;base64,") == len(quick["results"]["plots"])
     ids = _ids(page)
     assert len(ids) == len(set(ids)) and {"m-toy", "m-toy--toy-full", "verdict-matrix", "matrix"} <= set(ids)
     assert "href='#m-toy--toy-full'" in page and "<section class='method' id='m-toy--toy-full'>" in page
@@ -234,3 +235,20 @@ def test_committed_docs_results_copy(tmp_path, capsys):
     assert "| (this run) |" in gce_full.split("### Arms")[0]  # the copy of the committed full run is that run
     ids = _ids((copy / "report.html").read_text())
     assert len(ids) == len(set(ids))
+
+
+def test_the_committed_reference_run_is_not_embedded_twice(tmp_path, capsys):
+    """docs/results/<method>/report.html holds the quick run and the committed full run; the full run's plots are
+    already embedded in full/report.html, so the combined page points there instead of copying them (blae's page
+    reached 5.9 MB)."""
+    folder = tmp_path / "gce"
+    shutil.copytree(DOCS / "gce", folder, ignore=shutil.ignore_patterns("*.html", "REPORT.md"))
+    code, _, err = _cli(["report", str(folder)], capsys)
+    assert code == 0, err
+    page = (folder / "report.html").read_text()
+    full = json.loads((folder / "full" / "gce" / "results.json").read_text())
+    others = [json.loads(p.read_text()) for p in folder.rglob("results.json") if "full" not in p.parts]
+    assert page.count("<img ") == sum(len(r["plots"]) for r in others)
+    assert "embedded in its own report <code>full/report.html</code>" in page
+    code, _, _ = _cli(["report", str(folder / "full")], capsys)  # alone, the full run embeds its own plots
+    assert code == 0 and (folder / "full" / "report.html").read_text().count("<img ") == len(full["plots"])

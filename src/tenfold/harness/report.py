@@ -199,7 +199,7 @@ def _regime(c: dict) -> str:
     return "; ".join(out)
 
 
-def _method_blocks(r: dict, ref: dict | None) -> list[tuple]:
+def _method_blocks(r: dict, ref: dict | None, embed_plots: bool = True) -> list[tuple]:
     name, paper, mode = r["method"], r["paper"], r["mode"]
     same = _same_file(r, ref)
     label, where = r.get("_label"), ""
@@ -259,7 +259,12 @@ def _method_blocks(r: dict, ref: dict | None) -> list[tuple]:
     if r.get("plots"):
         b.append(("h3", "Plots"))
         folder = r.get("_dir", name)
-        b.extend(("img", p if folder == "." else f"{folder}/{p}") for p in r["plots"])
+        if embed_plots:
+            b.extend(("img", p if folder == "." else f"{folder}/{p}") for p in r["plots"])
+        else:  # the committed reference run inside a larger folder: its own report embeds them; do not copy them again
+            own = Path(folder).parent.as_posix()
+            b.append(("p", f"The plots of this run ({', '.join(r['plots'])}) are in `{folder}/`, embedded in its "
+                           f"own report `{own}/report.html`."))
     env = r["environment"]
     pk = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
     b.append(("p", f"*Environment:* Python {env['python']}, {env.get('cpu', '?')} ({env['cpu_count']} cores, "
@@ -344,7 +349,8 @@ def report_blocks(out_dir: Path, catalog: Sequence[dict], reference_dir: Path | 
     b.append(("h2", "Summary", "summary"))
     b.append(("table", ["#", "method", "paper", "run", "claims (this run)", "minutes"], rows))
     for r in runs:
-        b.extend(_method_blocks(r, refs.get(r["method"])))
+        b.extend(_method_blocks(r, refs.get(r["method"]), embed_plots=len(runs) == 1 or not _same_file(
+            r, refs.get(r["method"]))))
     missing = [m for m in catalog if not m["implemented"]]
     if missing:
         b.append(("h2", "Missing methods", "missing"))

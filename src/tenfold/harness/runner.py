@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tenfold.common.atomic import atomic_write_json
 from tenfold.common.config import apply_overrides, to_dict
-from tenfold.common.errors import UserError, check_choice
+from tenfold.common.errors import UserError, check_choice, check_positive
 from tenfold.common.seeding import seed_everything
 from tenfold.harness.environment import environment
 from tenfold.harness.experiment import MODES, Arm, Claim, Experiment, PaperResult, UnitContext, UnitResult
@@ -195,10 +195,9 @@ def run_experiment(
         if unknown or not only_arms:
             raise UserError(f"Invalid arms {unknown or list(only_arms)} for {exp.name}; expected some of: "
                             f"{', '.join(a.name for a in arms)}")
-    if workers < 0:
-        raise UserError(f"Invalid workers: {workers}; expected 0 (in this process) or a positive integer")
-    if threads is not None and threads < 1:
-        raise UserError(f"Invalid threads: {threads}; expected a positive integer")
+    check_positive("workers", workers, allow_zero=True)  # 0: in this process
+    if threads is not None:
+        check_positive("threads", threads)
     fp = fingerprint(cfg, mode)
     method_dir = Path(out_dir) / exp.name
     if fresh and method_dir.exists():
