@@ -30,7 +30,7 @@ def test_passages_and_balanced_splits():
 
 def test_tower_arms():
     arms = model_arms(Tower(8, 4, 6, 3, 3))
-    assert [a["name"] for a in arms] == ["embed", "block0", "block1", "block2", "head"]
+    assert [a["name"] for a in arms] == ["embed", "block0", "block1", "block2", "rest"]
 
 
 def test_smoke_run_validates_and_resumes(tmp_path):

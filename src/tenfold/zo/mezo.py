@@ -41,7 +41,10 @@ class MeZO(ZOOptimizer):
     seed : int, default=0
     base_optimizer : callable or None, default=None
         Plug-in mode, e.g. `lambda g: torch.optim.SGD(g, lr=1e-6, momentum=0.9)` gives ZO-SGD-momentum
-        (ZO-Bench's ZO-SGD-MMT).
+        (ZO-Bench's ZO-SGD-MMT), `torch.optim.Adam` ZO-Adam.
+    model : torch.nn.Module or None, default=None
+        The model the closure runs: each step then runs its probes in eval mode (see `ZOOptimizer`).
+    eval_mode : bool, default=True
 
     Examples
     --------
@@ -55,8 +58,9 @@ class MeZO(ZOOptimizer):
     """
 
     def __init__(self, params, lr: float = 1e-6, eps: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
-                 base_optimizer: Callable | None = None):
-        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, seed=seed, base_optimizer=base_optimizer)
+                 base_optimizer: Callable | None = None, model: torch.nn.Module | None = None, eval_mode: bool = True):
+        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, seed=seed, base_optimizer=base_optimizer,
+                         model=model, eval_mode=eval_mode)
 
     def _select(self) -> dict[int, float]:
         return dict.fromkeys(range(self.num_arms), 1.0)
@@ -65,9 +69,10 @@ class MeZO(ZOOptimizer):
 class LeZO(ZOOptimizer):
     """Layer-wise sparse SPSA (LeZO): k arms drawn uniformly without replacement each step.
 
-    With `reweight=True` the drawn arms' update is multiplied by 1/π = L/k (Horvitz–Thompson), which
-    makes the estimate unbiased for the full MeZO gradient; with False the drawn arms get the plain
-    MeZO update (LeZO's own rule, biased by k/L in expectation).
+    LeZO's rule (Wang et al. 2024, arXiv 2410.09823, the same first author as AdaLeZO): z is masked to the drawn
+    layers and θ ← θ - η g z_S, the plain MeZO update on the drawn layers (`reweight=False`, the default).
+    With `reweight=True` (this project's earlier default) the update is multiplied by 1/π = L/k
+    (Horvitz–Thompson), which makes the estimate unbiased for the full MeZO gradient.
 
     Parameters
     ----------
@@ -75,14 +80,16 @@ class LeZO(ZOOptimizer):
         One param group per arm (e.g. `model_arms(model)`).
     k : int, default=1
         Arms per step, in [1, L].
-    lr, eps, weight_decay, seed, base_optimizer
+    lr, eps, weight_decay, seed, base_optimizer, model, eval_mode
         As in `MeZO`.
-    reweight : bool, default=True
+    reweight : bool, default=False
     """
 
-    def __init__(self, params, lr: float = 1e-6, eps: float = 1e-3, k: int = 1, reweight: bool = True,
-                 weight_decay: float = 0.0, seed: int = 0, base_optimizer: Callable | None = None):
-        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, seed=seed, base_optimizer=base_optimizer)
+    def __init__(self, params, lr: float = 1e-6, eps: float = 1e-3, k: int = 1, reweight: bool = False,
+                 weight_decay: float = 0.0, seed: int = 0, base_optimizer: Callable | None = None,
+                 model: torch.nn.Module | None = None, eval_mode: bool = True):
+        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay, seed=seed, base_optimizer=base_optimizer,
+                         model=model, eval_mode=eval_mode)
         if not (isinstance(k, int) and 1 <= k <= self.num_arms):
             raise ValueError(f"Invalid k: {k}; expected an integer in [1, {self.num_arms}] (the number of arms)")
         self.k, self.reweight = k, reweight
