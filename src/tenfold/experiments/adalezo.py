@@ -62,7 +62,7 @@ class AdaLeZOConfig:
     n_dev: int = field(500, help="dev prompts: LR tuning, curves, time-to-target (MeZO protocol: 500)")
     n_test: int = field(1000, help="test prompts for the reported accuracy (MeZO protocol: 1000)")
     batch_size: int = field(16, help="prompts per step (MeZO and the official script: 16)")
-    steps: int = field(400, help="optimizer steps per run, equal for every arm")
+    steps: int = field(600, help="optimizer steps per run, equal for every arm")
     ref_steps: int = field(40, help="steps of the reference-style MeZO arm (timing only)")
     tune_steps: int = field(100, help="steps of each LR-tuning run, the same for every method")
     eval_every: int = field(50, help="steps between dev evaluations")
@@ -542,7 +542,7 @@ EXPERIMENT = Experiment(
              "(the sentences of SST-2, from the vaderSentiment sdist; neutral ones dropped as SST-2 does; prompts of "
              "at most 24 tokens); 1000/500/1000 examples, batch 16, constant LR, eps 1e-3, eval mode. Only the top 4 "
              "of 30 blocks and the final norm are adapted (the lower blocks' states are cached): 5 arms by the "
-             "official grouping, so official AdaLeZO and LeZO draw k = 1. Full: 400 steps, 3 seeds, one LR grid "
+             "official grouping, so official AdaLeZO and LeZO draw k = 1. Full: 600 steps, 3 seeds, one LR grid "
              "{1e-6, 1e-5, 1e-4} for every ZO arm tuned on a separate seed by 100-step runs. The paper fine-tunes "
              "OPT/LLaMA 6.7B-30B on GPUs for 20,000 steps; reference-style MeZO is timed on 40 steps only. Quick "
              "mode (2 blocks, 24 steps) is a demonstration whose claims are untestable by design."),
