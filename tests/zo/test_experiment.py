@@ -122,9 +122,9 @@ def test_tune_steps_sets_the_length_of_every_tuning_run(tmp_path, monkeypatch):
     seen = []
     real = mod._train
 
-    def spy(spec, cfg, seed, split, cache_dir, ctx=None, ckpt=None, steps=None):
+    def spy(spec, cfg, seed, split, cache_dir, ctx=None, ckpt=None, steps=None, device=None):
         seen.append((seed, spec["kind"], steps))
-        return real(spec, cfg, seed, split, cache_dir, ctx, ckpt, steps)
+        return real(spec, cfg, seed, split, cache_dir, ctx, ckpt, steps, device)
 
     monkeypatch.setattr(mod, "_train", spy)
     run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["tune_steps=3"])
@@ -148,3 +148,35 @@ def test_bad_config_refused_before_any_work(tmp_path, override, match):
 def test_bad_config_type():
     with pytest.raises(UserError, match="Invalid steps"):
         resolve_config(EXPERIMENT, "smoke", ["steps=abc"])
+
+
+def test_model_path_must_be_a_llama_layout_folder(tmp_path):
+    import tenfold.experiments.adalezo as mod
+
+    with pytest.raises(UserError, match="Invalid model_path"):
+        mod._lm(str(tmp_path / "missing"))
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast  # noqa: F401
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=64, n_positions=16)).save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="Llama layout"):
+        mod._lm(str(tmp_path))
+
+
+def test_user_llama_folder_in_bf16_runs_a_step(tmp_path):
+    """A user's own Llama-layout model folder (here a tiny random one, saved in bf16) trains through the same path."""
+    import tenfold.experiments.adalezo as mod
+    from tenfold.models.pretrained import smollm2_tokenizer
+
+    _smollm2_or_skip()
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = smollm2_tokenizer()
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                      num_attention_heads=4, num_key_value_heads=2)).to(torch.bfloat16)
+    lm.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    cfg = resolve_config(EXPERIMENT, "smoke", [f"model_path={tmp_path / 'm'}", "top_blocks=2"])
+    out = mod._train({"kind": "adalezo", "lr": 1e-4}, cfg, 0, "test", tmp_path / "cache", steps=2)
+    assert out["step"] == 2 and math.isfinite(out["test_loss"])
+    assert [g["name"] for g in out["opt"].param_groups] == ["block0", "block1", "rest"]
+    assert all(p.dtype == torch.bfloat16 for g in out["opt"].param_groups for p in g["params"])

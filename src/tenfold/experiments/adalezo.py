@@ -56,6 +56,7 @@ _CACHE: dict = {}
 
 @dataclass
 class AdaLeZOConfig:
+    model_path: str = field("", help="a Llama-layout HF causal-LM folder (e.g. for the GPU preset); empty = the offline SmolLM2-135M-Instruct")
     top_blocks: int = field(4, help="adapted top decoder blocks of SmolLM2's 30 (plus the final norm); lower ones frozen")
     max_tokens: int = field(24, help="prompts longer than this many tokens are left out of the pool")
     n_train: int = field(1000, help="training prompts (MeZO protocol: 1000)")
@@ -136,12 +137,12 @@ class TopBlocksLM(torch.nn.Module):
         T = int(lengths.max())
         h = h[:, :T]
         B = h.shape[0]
-        pos = torch.arange(T).unsqueeze(0).expand(B, -1)
+        pos = torch.arange(T, device=h.device).unsqueeze(0).expand(B, -1)
         pe = self.rotary(h, pos)
         for layer in self.layers:
             out = layer(h, position_embeddings=pe, attention_mask=None, position_ids=pos)
             h = out[0] if isinstance(out, tuple) else out
-        last = self.norm(h[torch.arange(B), lengths - 1])
+        last = self.norm(h[torch.arange(B, device=h.device), lengths - 1])
         return last @ self.label_w.T
 
 
@@ -158,8 +159,8 @@ def _lower_states(lm, tok, prompts, cut: int, bs: int = 32) -> list:
             x = torch.full((len(idx), T), tok.pad_token_id or 0, dtype=torch.long)
             for r, i in enumerate(idx):
                 x[r, :len(ids[i])] = torch.tensor(ids[i])
-            h = model.embed_tokens(x)
-            pos = torch.arange(T).unsqueeze(0).expand(len(idx), -1)
+            h = model.embed_tokens(x.to(model.embed_tokens.weight.device))
+            pos = torch.arange(T, device=h.device).unsqueeze(0).expand(len(idx), -1)
             pe = model.rotary_emb(h, pos)
             for layer in model.layers[:cut]:
                 o = layer(h, position_embeddings=pe, attention_mask=None, position_ids=pos)
@@ -172,47 +173,63 @@ def _lower_states(lm, tok, prompts, cut: int, bs: int = 32) -> list:
 def _pad_states(states: list) -> tuple:
     """(h (N, T, D) right-padded with zeros, lengths (N,))."""
     lengths = torch.tensor([s.shape[0] for s in states])
-    h = torch.zeros(len(states), int(lengths.max()), states[0].shape[1])
+    h = torch.zeros(len(states), int(lengths.max()), states[0].shape[1], dtype=states[0].dtype)
     for i, s in enumerate(states):
         h[i, :s.shape[0]] = s
     return h, lengths
 
 
-def _lm():
-    from tenfold.models.pretrained import smollm2
-
-    key = "smollm2"
+def _lm(model_path: str = "", device: str = "cpu"):
+    """(model, tokenizer): the offline SmolLM2-135M-Instruct, or a Llama-layout HF folder, on `device`, eval mode."""
+    key = ("lm", model_path, device)
     if key not in _CACHE:
-        lm, tok = smollm2()
-        lm.eval()
+        if model_path:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            if not Path(model_path).is_dir():
+                raise UserError(f"Invalid model_path {model_path!r}: no such folder (an HF causal-LM folder, or empty)")
+            lm, tok = AutoModelForCausalLM.from_pretrained(model_path), AutoTokenizer.from_pretrained(model_path)
+            inner = getattr(lm, "model", None)
+            if not all(hasattr(inner, a) for a in ("layers", "norm", "rotary_emb", "embed_tokens")):
+                raise UserError(f"Invalid model_path {model_path!r}: {type(lm).__name__} has not the Llama layout "
+                                "(model.embed_tokens, model.layers, model.norm, model.rotary_emb) that the cached "
+                                "lower blocks need (Llama, Qwen2, Mistral and SmolLM2 have it; OPT and GPT-2 do not)")
+        else:
+            from tenfold.models.pretrained import smollm2
+
+            lm, tok = smollm2()
+        lm.to(device).eval()
         _CACHE[key] = (lm, tok)
     return _CACHE[key]
 
 
-def _states(cfg, cache_dir) -> dict:
-    """{split: ((h, lengths), labels)}: the frozen lower blocks' hidden states of every prompt, cached on disk."""
+def _states(cfg, cache_dir, device="cpu") -> dict:
+    """{split: ((h, lengths), labels)}: the frozen lower blocks' hidden states of every prompt (cached on disk, in
+    the model's dtype on the CPU), moved to `device`."""
     splits = _polarity_splits(cfg)
-    lm, tok = _lm()
+    lm, tok = _lm(cfg.model_path, device)
     cut = len(lm.model.layers) - cfg.top_blocks
-    blob = json.dumps([splits[s][0] for s in ("train", "dev", "test")] + [cut, "smollm2-135m-instruct"])
+    blob = json.dumps([splits[s][0] for s in ("train", "dev", "test")] +
+                      [cut, cfg.model_path or "smollm2-135m-instruct"])
     path = Path(cache_dir) / "adalezo" / f"lower-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt"
     if path.exists():
         states = torch.load(path)
     else:
-        states = {s: _lower_states(lm, tok, splits[s][0], cut) for s in ("train", "dev", "test")}
+        states = {s: [h.cpu() for h in _lower_states(lm, tok, splits[s][0], cut)] for s in ("train", "dev", "test")}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda fh: torch.save(states, fh), mode="wb")  # other units read it: never torn
-    return {s: (_pad_states(states[s]), splits[s][1]) for s in ("train", "dev", "test")}
+    return {s: (tuple(t.to(device) for t in _pad_states(states[s])), splits[s][1].to(device))
+            for s in ("train", "dev", "test")}
 
 
-def _setup(cfg, cache_dir):
+def _setup(cfg, cache_dir, device="cpu"):
     """(model, data): a fresh copy of the adapted top blocks (every unit starts from the pretrained weights)."""
     import copy
 
     if cfg.top_blocks < 1:
-        raise UserError(f"Invalid top_blocks: {cfg.top_blocks}; expected an integer in [1, 30]")
-    data = _states(cfg, cache_dir)
-    lm, tok = _lm()
+        raise UserError(f"Invalid top_blocks: {cfg.top_blocks}; expected an integer >= 1")
+    data = _states(cfg, cache_dir, device)
+    lm, tok = _lm(cfg.model_path, device)
     label_ids = []
     for w in LABEL_WORDS:
         ids = tok(w)["input_ids"]
@@ -262,10 +279,12 @@ def _make_opt(spec, model, cfg, seed):
 
 
 # ---- training ----------------------------------------------------------------------------------------------
-def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None, steps: int | None = None) -> dict:
+def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None, steps: int | None = None,
+           device: str | None = None) -> dict:
     """Train one arm for `steps` (default cfg.steps); dev curves against steps and step time, final numbers, timings."""
     n_steps = cfg.steps if steps is None else steps
-    model, data = _setup(cfg, cache_dir)
+    device = device or (ctx.device if ctx is not None else "cpu")
+    model, data = _setup(cfg, cache_dir, device)
     xtr, ytr = data["train"]
     xev, yev = data["dev"]
     opt = _make_opt(spec, model, cfg, seed)
@@ -279,7 +298,7 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
         st = ck["st"]
     todo = range(st["step"], n_steps)
     for step in (ctx.progress(todo, desc=spec["kind"]) if ctx is not None else todo):
-        idx = torch.randint(0, _size(xtr), (cfg.batch_size,), generator=gen)
+        idx = torch.randint(0, _size(xtr), (cfg.batch_size,), generator=gen).to(ytr.device)
         xb, yb = _index(xtr, idx), ytr[idx]
         t0 = time.perf_counter()
         loss = opt.step(lambda: torch.nn.functional.cross_entropy(model(xb), yb))
@@ -304,7 +323,7 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
     floor = []  # two plain forwards per step on the unperturbed model, same batch size, same process
     with torch.no_grad():
         for _ in range(cfg.floor_steps):
-            idx = torch.randint(0, _size(xtr), (cfg.batch_size,), generator=gen)
+            idx = torch.randint(0, _size(xtr), (cfg.batch_size,), generator=gen).to(ytr.device)
             xb, yb = _index(xtr, idx), ytr[idx]
             t0 = time.perf_counter()
             float(torch.nn.functional.cross_entropy(model(xb), yb))
@@ -340,7 +359,8 @@ def _best_lr(spec, cfg, ctx) -> tuple[float, dict]:
     for lr in cfg.lr_grid:
         k = f"{_tune_kind(spec)}/{lr}"
         if k not in cache:
-            out = _train({**spec, "lr": lr}, cfg, TUNE_SEED, "dev", ctx.cache_dir, steps=cfg.tune_steps)
+            out = _train({**spec, "lr": lr}, cfg, TUNE_SEED, "dev", ctx.cache_dir, steps=cfg.tune_steps,
+                         device=ctx.device)
             cache = json.loads(path.read_text()) if path.exists() else {}
             cache[k] = out["ys"][-1] if not out["diverged"] and math.isfinite(out["ys"][-1]) else 1e9
             atomic_write_json(path, cache)
