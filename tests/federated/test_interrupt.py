@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("flwr")
 psutil = pytest.importorskip("psutil")
 
-ROUNDS = 6
+ROUNDS = 20  # smoke rounds can take well under a second: enough that the run cannot finish before the signal
 CMD = [sys.executable, "-m", "tenfold", "reproduce", "fedinit", "--mode", "smoke", "--set", f"rounds={ROUNDS}",
        "--arms", "fedavg", "--no-progress", "--no-report"]
 
@@ -42,9 +42,9 @@ def _alive(procs) -> list:
     return out
 
 
-def _interrupt_mid_run(out: Path, sig: int) -> tuple[int, float, list, int, Path]:
+def _interrupt_mid_run(out: Path, sig: int) -> tuple[int, float, list, int, Path, str]:
     """Start the reproduction, wait for round 2's checkpoint, send `sig` to the command (as a terminal sends Ctrl-C to
-    its foreground process); returns (exit status, seconds to exit, processes left, round seen, checkpoint)."""
+    its foreground process); returns (exit status, seconds to exit, processes left, round seen, checkpoint, output)."""
     proc = subprocess.Popen([*CMD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -62,10 +62,10 @@ def _interrupt_mid_run(out: Path, sig: int) -> tuple[int, float, list, int, Path
         assert family, "the unit ran in no worker process"
         t0 = time.monotonic()
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        output = proc.communicate(timeout=60)[0]
         took = time.monotonic() - t0
         time.sleep(1.0)
-        return proc.returncode, took, _alive(family), seen, ckpt
+        return proc.returncode, took, _alive(family), seen, ckpt, output
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -76,17 +76,17 @@ def test_interrupting_a_flower_reproduction_stops_keeps_and_resumes(tmp_path, si
     from tenfold.common.checkpoint import load_checkpoint
 
     out = tmp_path / "r"
-    code, took, left, seen, ckpt = _interrupt_mid_run(out, sig)
+    code, took, left, seen, ckpt, output = _interrupt_mid_run(out, sig)
     leftovers = [f"{p.pid} {p.name()}" for p in left]
     for p in left:  # clean up before failing
         p.kill()
-    assert code == 128 + sig
+    assert code == 128 + sig, f"exit status {code}; output:\n{output}"
     assert took < 20, f"stopping took {took:.1f} s"
     assert not leftovers, f"processes outlived the command: {leftovers}"
 
     # the checkpoint holds the last finished round, with every sampled client answering (no empty rounds)
     ck = load_checkpoint(ckpt, restore_rng=False)
-    assert seen <= ck["round"] <= seen + 1 < ROUNDS + 1
+    assert seen <= ck["round"] < ROUNDS
     assert ck["history"]["round"] == list(range(1, ck["round"] + 1))
     assert sum(ck["history"]["failures"]) == 0
     assert not (out / "fedinit" / "units").exists() or not any((out / "fedinit" / "units").glob("fedavg__*"))
