@@ -2,7 +2,8 @@
 
 Model: all-MiniLM-L6-v2 (22.7M parameters, `tenfold.models.pretrained.minilm`) on a fixed batch of
 `--batch` passages x `--seq` tokens, loss = cross-entropy of a 3-way linear head on the mean-pooled
-output; or `--model tiny_llama` (the "small" tiny LLaMA, byte LM loss) when MiniLM is not installed.
+output; `--model smollm2_top` (the AdaLeZO reproduction's set-up: SmolLM2's top 4 blocks and final norm on
+cached hidden states, label-word loss; 5 arms); or `--model tiny_llama` (the "small" tiny LLaMA, byte LM loss).
 Every optimizer takes the same closure. Timings are medians over interleaved repeats of `--steps` steps,
 so drift on a shared machine hits every variant alike; each ratio is taken within this one run:
 
@@ -45,6 +46,19 @@ def _setup(name: str, batch: int, seq: int):
         def loss():
             h = enc(input_ids=ids).last_hidden_state.mean(1)
             return torch.nn.functional.cross_entropy(head(h), y)
+    elif name == "smollm2_top":
+        from tenfold.experiments.adalezo import LABEL_WORDS, TopBlocksLM
+        from tenfold.models.pretrained import smollm2
+
+        lm, tok = smollm2()
+        lm.eval()
+        model = TopBlocksLM(lm, 4, [tok(w)["input_ids"][0] for w in LABEL_WORDS]).eval()
+        h = torch.randn(batch, seq, lm.config.hidden_size)
+        lengths = torch.full((batch,), seq)
+        y = torch.randint(0, 2, (batch,))
+
+        def loss():
+            return torch.nn.functional.cross_entropy(model((h, lengths)), y)
     else:
         from tenfold.models.hf_tiny import tiny_llama
 
@@ -61,7 +75,7 @@ def main(argv=None) -> dict:
     from tenfold.zo import AdaLeZO, LeZO, MeZO, MeZOReference, default_k, model_arms
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="minilm", choices=("minilm", "tiny_llama"))
+    ap.add_argument("--model", default="minilm", choices=("minilm", "smollm2_top", "tiny_llama"))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
