@@ -180,3 +180,16 @@ def test_user_llama_folder_in_bf16_runs_a_step(tmp_path):
     assert out["step"] == 2 and math.isfinite(out["test_loss"])
     assert [g["name"] for g in out["opt"].param_groups] == ["block0", "block1", "rest"]
     assert all(p.dtype == torch.bfloat16 for g in out["opt"].param_groups for p in g["params"])
+
+
+def test_posthoc_time_to_90_percent_of_mezo_gain():
+    cfg = resolve_config(EXPERIMENT, "smoke")
+    units = {("mezo_fast", "0"): _unit(40.0, [0, 50, 100], [50, 55, 60]),     # gain 10: goal 50 + 9 = 59
+             ("lezo", "0"): _unit(20.0, [0, 25, 50], [50, 54, 58], q=0.2),     # never reaches 59
+             ("adalezo", "0"): _unit(10.0, [0, 20, 40], [50, 59, 61], q=0.2)}  # at 20 s
+    d = _derive(units, cfg)
+    assert d[("mezo_fast", "0")]["time_to_90_s"] == 100 and d[("adalezo", "0")]["time_to_90_s"] == 20
+    assert math.isnan(d[("lezo", "0")]["time_to_90_s"])
+    assert d[("adalezo", "0")]["speedup90_vs_mezo"] == pytest.approx(5.0)
+    assert d[("lezo", "0")]["speedup90_vs_mezo"] == 0.0
+    assert "speedup90_vs_lezo" not in d[("adalezo", "0")]   # LeZO never reached: not measured

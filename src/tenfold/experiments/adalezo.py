@@ -51,6 +51,10 @@ from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
 from tenfold.harness.memory import PeakMemory
 
 TUNE_SEED = 10_000
+# post hoc (added after the first full run, whose declared target, zero-shot + 3 points, every arm reached at its
+# first evaluation, so that time-to-target only compared step times): a target at 90% of MeZO's final dev-accuracy
+# gain in the same seed
+POSTHOC_FRACTION = 0.9
 _CACHE: dict = {}
 
 
@@ -440,8 +444,26 @@ def _derive(units: dict, cfg) -> dict:
     when the baseline never did. Equal wall-clock: the last dev accuracy at or before time_fraction x MeZO's total
     optimizer step time."""
     out: dict = {}
+    t90 = {}  # post hoc: time to 90% of MeZO's final dev-accuracy gain in the same seed
+    for (arm, seed), rec in units.items():
+        mezo = units.get(("mezo_fast", seed))
+        if arm == "mezo_ref" or mezo is None:
+            continue
+        ref = mezo["curves"]["dev_acc_vs_time"]["y"]
+        c = rec["curves"]["dev_acc_vs_time"]
+        if ref[-1] - ref[0] <= 0:
+            continue
+        goal = c["y"][0] + POSTHOC_FRACTION * (ref[-1] - ref[0])
+        hit = [x for x, y in zip(c["x"], c["y"]) if y >= goal]
+        t90[(arm, seed)] = hit[0] if hit else float("nan")
+        out.setdefault((arm, seed), {})["time_to_90_s"] = t90[(arm, seed)]
     for (arm, seed), rec in units.items():
         m = out.setdefault((arm, seed), {})
+        for base, name in (("mezo_fast", "speedup90_vs_mezo"), ("lezo", "speedup90_vs_lezo")):
+            mine, theirs = t90.get((arm, seed)), t90.get((base, seed))
+            if mine is None or theirs is None or not math.isfinite(theirs):
+                continue
+            m[name] = 0.0 if not math.isfinite(mine) else theirs / max(mine, 1e-9)
         mine = rec["metrics"].get("time_to_target_s")
         for base, name in (("mezo_fast", "speedup_vs_mezo"), ("lezo", "speedup_vs_lezo")):
             ref = units.get((base, seed))
@@ -520,6 +542,9 @@ EXPERIMENT = Experiment(
         Metric("time_to_target_s", "s", False, "optimizer step time until dev accuracy >= zero-shot + target_gain (n/a if never)"),
         Metric("speedup_vs_mezo", "x", True, "MeZO's time to target / this arm's (0 when never reached)"),
         Metric("speedup_vs_lezo", "x", True, "LeZO's time to target / this arm's (0 when never reached)"),
+        Metric("time_to_90_s", "s", False, "post hoc: optimizer step time until dev accuracy >= zero-shot + 90% of MeZO's final gain (same seed)"),
+        Metric("speedup90_vs_mezo", "x", True, "post hoc: MeZO's time to 90% of its gain / this arm's (0 when never reached)"),
+        Metric("speedup90_vs_lezo", "x", True, "post hoc: LeZO's time to 90% of MeZO's gain / this arm's (0 when never reached)"),
         Metric("step_ms", "ms", False, "median wall-clock per optimizer step"),
         Metric("floor_ms", "ms", False, "median time of two plain forwards on a batch (same run)"),
         Metric("step_over_floor", "x", False, "step_ms / floor_ms"),
@@ -536,6 +561,13 @@ EXPERIMENT = Experiment(
         Claim("wallclock_lezo", "AdaLeZO reaches the dev-accuracy target in less wall-clock than LeZO (uniform layer "
               f"sampling, same k) ({_SRC}: 1.7-3.0x over state-of-the-art ZO methods).",
               "speedup_vs_lezo", "adalezo", "lezo", "higher", regime=MEZO_LEARNS),
+        Claim("wallclock90_posthoc", "POST HOC (added after the first full run: the declared target was reached at "
+              "every arm's first evaluation): AdaLeZO reaches 90% of MeZO's final dev-accuracy gain in less wall-clock "
+              f"than MeZO; paper: 1.7-3.0x ({_SRC}).", "speedup90_vs_mezo", "adalezo", "mezo_fast", "higher",
+              regime=MEZO_LEARNS),
+        Claim("wallclock90_lezo_posthoc", "POST HOC (as wallclock90_posthoc): AdaLeZO reaches 90% of MeZO's final "
+              f"dev-accuracy gain in less wall-clock than LeZO ({_SRC}).", "speedup90_vs_lezo", "adalezo", "lezo",
+              "higher", regime=MEZO_LEARNS),
         Claim("accuracy", "AdaLeZO's test accuracy at equal steps is within 1 point of MeZO's (or better) "
               f"({_SRC}: acceleration 'while maintaining' accuracy).", "test_acc", "adalezo", "mezo_fast", "higher",
               margin=1.0, regime=MEZO_LEARNS),
