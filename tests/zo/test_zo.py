@@ -420,3 +420,24 @@ def test_lezo_default_is_the_plain_masked_mezo_update():
     (a,) = opt.last["arms"]
     assert opt.param_groups  # the drawn arm moved by lr g z (weight 1), the others did not
     assert sum(not torch.equal(p.detach(), torch.ones(3, dtype=torch.float64)) for p in w) == 1
+
+
+def test_non_finite_probe_restores_and_skips_the_update():
+    w = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(5)]
+    opt = AdaLeZO([{"params": [p]} for p in w], lr=0.1, eps=1e-3, k=2, seed=0)
+    calls = iter([1.0, float("inf")])
+    opt.step(lambda: next(calls))
+    assert opt.last["skipped"] and not math.isfinite(opt.last["g"])
+    for p in w:  # θ restored (up to the ±ε round trip), no update
+        torch.testing.assert_close(p.detach(), torch.ones(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert opt.rewards == [0.0] * 5 and all(math.isfinite(x) for x in opt.probs)          # the bandit is untouched
+    opt.step(lambda: sum((p ** 2).sum() for p in w))                                      # and the next step works
+    assert not opt.last["skipped"]
+
+
+def test_gpt2_embeddings_join_the_rest_arm_as_in_the_official_grouping():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=32, n_positions=16))
+    assert [a["name"] for a in model_arms(gpt)] == ["rest", "block0", "block1"]
+    assert [a["name"] for a in model_arms(gpt, split_head=True)] == ["embed", "block0", "block1", "other"]

@@ -17,7 +17,8 @@ rows stay frozen); a few hundred steps instead of 20,000. With top_blocks=4 the 
 Arms (`_arms`): MeZO on our engine; MeZO as the reference code runs it (timed on `ref_steps` steps only: it is the
 same algorithm, so its quality is MeZO's; see docs/adalezo.md); LeZO with its own unweighted update and AdaLeZO's k;
 AdaLeZO official (the default); AdaLeZO with this project's former rule (ours, k = ceil(L/4)); ZO-Adam and
-AdaLeZO + ZO-Adam (the official AdaZOAdaMU update: Adam on the IPW-weighted estimate of the drawn layers). Every ZO
+AdaLeZO + ZO-Adam (the form of the official AdaZOAdaMU update, Adam on the IPW-weighted estimate of the drawn
+layers, with torch's per-parameter bias correction and AdaLeZO's own tau/clip: docs/adalezo.md). Every ZO
 arm gets the same LR grid, tuned on a separate seed by final dev loss with `tune_steps`-step runs (MeZO-ref inherits
 MeZO's LR).
 
@@ -313,8 +314,8 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
         st["step_s"].append(dt)
         st["clock"] += dt
         st["step"] = step + 1
-        if not math.isfinite(loss):
-            st["diverged"] = True
+        if not math.isfinite(loss) or not math.isfinite(getattr(opt, "last", {}).get("g", 0.0)):
+            st["diverged"] = True  # a non-finite probe: the optimizer restored θ and skipped the update
             break
         if (step + 1) % cfg.eval_every == 0 or step + 1 == n_steps:
             l, a = _evaluate(model, xev, yev)
@@ -324,6 +325,8 @@ def _train(spec, cfg, seed, split, cache_dir, ctx=None, ckpt: Path | None = None
                             config=to_dict(cfg))
     xs, ys = data[split]
     test_loss, test_acc = _evaluate(model, xs, ys)
+    if st["diverged"]:  # no numbers from a diverged model (NaN logits would score as the first class)
+        test_loss = test_acc = float("nan")
     floor = []  # two plain forwards per step on the unperturbed model, same batch size, same process
     with torch.no_grad():
         for _ in range(cfg.floor_steps):
@@ -409,8 +412,8 @@ def _run(arm, seed, cfg, ctx) -> UnitResult:
     hit = [t for t, a in zip(out["ts"], out["accs"]) if a >= target]
     metrics = {
         "test_acc": nan if timed_only else out["test_acc"], "test_loss": nan if timed_only else out["test_loss"],
-        "dev_acc": nan if timed_only else out["accs"][-1], "zero_shot_dev_acc": zero_shot,
-        "dev_acc_gain": nan if timed_only else out["accs"][-1] - zero_shot,
+        "dev_acc": nan if timed_only or out["diverged"] else out["accs"][-1], "zero_shot_dev_acc": zero_shot,
+        "dev_acc_gain": nan if timed_only or out["diverged"] else out["accs"][-1] - zero_shot,
         "time_to_target_s": nan if timed_only or not hit else hit[0],
         "step_ms": 1000 * out["step_med"], "floor_ms": 1000 * out["floor_med"],
         "step_over_floor": out["step_med"] / out["floor_med"], "zo_fraction": out["zo_frac"],
@@ -580,7 +583,7 @@ EXPERIMENT = Experiment(
         Claim("memory", f"AdaLeZO adds no memory over MeZO (within 16 MiB of peak RSS) ({_SRC}).",
               "train_rss_mib", "adalezo", "mezo_fast", "lower", margin=16.0),
         Claim("plugin", "AdaLeZO as a plug-in improves ZO-Adam at equal wall-clock: higher dev accuracy "
-              f"({_SRC}: 'universal plug-and-play module'; official AdaZOAdaMU).", "dev_acc_at_time",
+              f"({_SRC}: 'universal plug-and-play module'; the form of the official AdaZOAdaMU update).", "dev_acc_at_time",
               "adalezo_adam", "zo_adam", "higher", regime=MEZO_LEARNS),
         Claim("floor", "Per-step overhead: AdaLeZO's step time is closer to the two-forward floor than MeZO's "
               "(perturbation and update are over 40% of MeZO's step: abstract; Amdahl).", "step_over_floor",

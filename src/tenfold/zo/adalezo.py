@@ -17,8 +17,10 @@ step; no warm-up (p starts uniform because every R starts at 0).
 c g^2 / (k p), p ∝ sqrt(R), gamma 0.2, no clip, k = ceil(L / 4), a 50-step uniform warm-up, never-drawn arms
 filled with the mean reward. Every element is also a named argument, so any mix can be run.
 Plug-in mode (`base_optimizer`): the IPW-weighted estimate w g z is written into `.grad` of the drawn arms and any
-torch optimizer steps; `torch.optim.Adam` gives the update of the official `AdaZOAdaMUTrainer` (Adam moments on
-the IPW-weighted estimate, updated only for drawn layers), SGD with momentum gives ZO-SGD-momentum.
+torch optimizer steps; `torch.optim.Adam` gives the form of the official `AdaZOAdaMUTrainer` update (Adam moments on
+the IPW-weighted estimate, updated only for drawn layers) but with torch's per-parameter bias-correction count and
+this class's EMA reward (the official trainer: global step, running-mean reward); SGD with momentum gives
+ZO-SGD-momentum.
 Not implemented: the official `adalezo_layer_momentum` (off by default there) and `adalezo_warm_start` (off by
 default there); its other plug-ins (AdaLoZO, AdaHiZOO, AdaPZO, ...).
 """

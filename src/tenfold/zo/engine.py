@@ -16,6 +16,7 @@ Not implemented: n-SPSA (more than one probe per step), one-sided probes, CUDA-s
 from __future__ import annotations
 
 import abc
+import math
 import re
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -33,16 +34,17 @@ _MASK64 = (1 << 64) - 1
 
 def arm_name(param_name: str, split_head: bool = False) -> str:
     """The arm a parameter belongs to: "block3" for transformer block 3 ("layers.3." Llama/OPT, "layer.3." BERT,
-    "h.3." GPT-2, "blocks."/"block."), "embed" for names with embed/wte/wpe, else "rest" (final norm, LM head,
-    pooler, classifier: one arm, as the official AdaLeZO code groups them). `split_head=True` keeps this
-    project's earlier split of the rest into "head" (lm_head/classifier/score/pooler/head) and "other"."""
+    "h.3." GPT-2, "blocks."/"block."), "embed" for names containing "embed", else "rest" (final norm, LM head,
+    pooler, classifier; GPT-2's wte/wpe too: one arm, as the official AdaLeZO code groups them). `split_head=True`
+    keeps this project's earlier rule: wte/wpe count as "embed", and the rest splits into "head"
+    (lm_head/classifier/score/pooler/head) and "other"."""
     m = _BLOCK_RE.search(param_name)
     if m:
         return f"block{m.group(1)}"
+    if not split_head:
+        return "embed" if "embed" in param_name else "rest"
     if any(s in param_name for s in _EMBED):
         return "embed"
-    if not split_head:
-        return "rest"
     if any(s in param_name for s in _HEAD):
         return "head"
     return "other"
@@ -340,6 +342,13 @@ class ZOOptimizer(Optimizer, abc.ABC):
         g = (loss_pos - loss_neg) / (2 * eps)
 
         t0 = time.perf_counter()
+        if not math.isfinite(g):  # a non-finite probe: restore θ and skip the update (and the bandit's reward)
+            self.engine.apply(seed, dict.fromkeys(weights, eps))
+            self.timing["perturb"] += time.perf_counter() - t0
+            self.steps += 1
+            self.last = {"g": g, "loss_pos": loss_pos, "loss_neg": loss_neg, "arms": sorted(weights),
+                         "touched": sum(self.engine.sizes[a] for a in weights), "skipped": True}
+            return loss_pos
         if self.base is None:
             alphas = {}
             for a, w in weights.items():
@@ -367,7 +376,7 @@ class ZOOptimizer(Optimizer, abc.ABC):
         for k, v in self.timing.items():
             self.timing_total[k] += v
         self.last = {"g": g, "loss_pos": loss_pos, "loss_neg": loss_neg, "arms": sorted(weights),
-                     "touched": sum(self.engine.sizes[a] for a in weights)}
+                     "touched": sum(self.engine.sizes[a] for a in weights), "skipped": False}
         return loss_pos
 
     # ---- checkpointing ----------------------------------------------------------------------------
