@@ -52,9 +52,9 @@ from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
 from tenfold.harness.memory import PeakMemory
 
 TUNE_SEED = 10_000
-# post hoc (added after the first full run, whose declared target, zero-shot + 3 points, every arm reached at its
-# first evaluation, so that time-to-target only compared step times): a target at 90% of MeZO's final dev-accuracy
-# gain in the same seed
+# post hoc (added after the first full run, where the ZO-SGD arms reached the declared target, zero-shot + 3 points,
+# within their first two evaluations, so that time-to-target mostly compared step times): a target at 90% of MeZO's
+# final dev-accuracy gain in the same seed
 POSTHOC_FRACTION = 0.9
 _CACHE: dict = {}
 
@@ -564,9 +564,10 @@ EXPERIMENT = Experiment(
         Claim("wallclock_lezo", "AdaLeZO reaches the dev-accuracy target in less wall-clock than LeZO (uniform layer "
               f"sampling, same k) ({_SRC}: 1.7-3.0x over state-of-the-art ZO methods).",
               "speedup_vs_lezo", "adalezo", "lezo", "higher", regime=MEZO_LEARNS),
-        Claim("wallclock90_posthoc", "POST HOC (added after the first full run: the declared target was reached at "
-              "every arm's first evaluation): AdaLeZO reaches 90% of MeZO's final dev-accuracy gain in less wall-clock "
-              f"than MeZO; paper: 1.7-3.0x ({_SRC}).", "speedup90_vs_mezo", "adalezo", "mezo_fast", "higher",
+        Claim("wallclock90_posthoc", "POST HOC (added after the first full run, where MeZO, LeZO and both AdaLeZO "
+              "rules reached the declared +3-point target within their first two evaluations, so that it compared "
+              "step times): AdaLeZO reaches 90% of MeZO's final dev-accuracy gain in less wall-clock than MeZO; "
+              f"paper: 1.7-3.0x ({_SRC}).", "speedup90_vs_mezo", "adalezo", "mezo_fast", "higher",
               regime=MEZO_LEARNS),
         Claim("wallclock90_lezo_posthoc", "POST HOC (as wallclock90_posthoc): AdaLeZO reaches 90% of MeZO's final "
               f"dev-accuracy gain in less wall-clock than LeZO ({_SRC}).", "speedup90_vs_lezo", "adalezo", "lezo",
