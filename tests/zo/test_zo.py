@@ -441,3 +441,19 @@ def test_gpt2_embeddings_join_the_rest_arm_as_in_the_official_grouping():
     gpt = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=32, n_positions=16))
     assert [a["name"] for a in model_arms(gpt)] == ["rest", "block0", "block1"]
     assert [a["name"] for a in model_arms(gpt, split_head=True)] == ["embed", "block0", "block1", "other"]
+
+
+def test_docs_and_readme_examples_run():
+    """The Component API example of docs/adalezo.md and the README's AdaLeZO snippet run as written."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs = re.findall(r"```python\n(.*?)```", (root / "docs" / "adalezo.md").read_text(), re.S)
+    readme = [b for b in re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
+              if "from tenfold.zo import" in b]
+    assert docs and readme
+    for block in (docs[0], readme[0]):
+        scope: dict = {}
+        exec(compile(block, "<example>", "exec"), scope)  # noqa: S102 - our own documentation
+        assert scope["opt"].steps == 30
