@@ -193,3 +193,26 @@ def test_posthoc_time_to_90_percent_of_mezo_gain():
     assert d[("adalezo", "0")]["speedup90_vs_mezo"] == pytest.approx(5.0)
     assert d[("lezo", "0")]["speedup90_vs_mezo"] == 0.0
     assert "speedup90_vs_lezo" not in d[("adalezo", "0")]   # LeZO never reached: not measured
+
+
+@pytest.mark.gpu
+def test_reproduction_path_on_cuda_with_a_user_llama(tmp_path):
+    """The GPU preset's path: a user's Llama-layout folder, the cached states and the ZO arms on CUDA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    import tenfold.experiments.adalezo as mod
+    from tenfold.models.pretrained import smollm2_tokenizer
+
+    _smollm2_or_skip()
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = smollm2_tokenizer()
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    cfg = resolve_config(EXPERIMENT, "smoke", [f"model_path={tmp_path / 'm'}", "top_blocks=2"])
+    for spec in ({"kind": "mezo", "lr": 1e-4}, {"kind": "adalezo", "lr": 1e-4}, {"kind": "mezo_ref", "lr": 1e-4},
+                 {"kind": "adalezo", "lr": 1e-4, "adam": True}):
+        out = mod._train(spec, cfg, 0, "test", tmp_path / "cache", steps=3, device="cuda")
+        assert out["step"] == 3 and math.isfinite(out["test_loss"])
+        assert all(p.is_cuda for g in out["opt"].param_groups for p in g["params"])
