@@ -45,8 +45,12 @@ def _alive(procs) -> list:
 def _interrupt_mid_run(out: Path, sig: int) -> tuple[int, float, list, int, Path, str]:
     """Start the reproduction, wait for round 2's checkpoint, send `sig` to the command (as a terminal sends Ctrl-C to
     its foreground process); returns (exit status, seconds to exit, processes left, round seen, checkpoint, output)."""
+    # SIGINT back to its default in the command, as in a terminal's foreground job: a test run started in the
+    # background of a non-interactive shell (nohup, `&`, some CI runners) inherits SIGINT as ignored, and Python
+    # then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([*CMD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         seen, ckpt = None, None
