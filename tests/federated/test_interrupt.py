@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("flwr")
 psutil = pytest.importorskip("psutil")
 
-ROUNDS = 20  # smoke rounds can take well under a second: enough that the run cannot finish before the signal
+ROUNDS = 10  # smoke rounds can take about a second: enough that the run cannot finish before the signal
 CMD = [sys.executable, "-m", "tenfold", "reproduce", "fedinit", "--mode", "smoke", "--set", f"rounds={ROUNDS}",
        "--arms", "fedavg", "--no-progress", "--no-report"]
 

@@ -75,18 +75,39 @@ def test_top_blocks_on_cached_states_equal_the_full_model(tmp_path):
         mod.TopBlocksLM(lm, 31, label_ids)
 
 
-def test_smoke_run_validates_and_resumes(tmp_path):
+def test_smoke_run_validates_resumes_and_tunes_with_tune_steps(tmp_path, monkeypatch):
+    """One smoke run (this is also the conformance smoke run for adalezo): schema, verdicts, per-arm metrics, the
+    length of every tuning run (tune_steps) and of the timed-only reference arm, and a second call that reuses every
+    finished unit."""
+    import tenfold.experiments.adalezo as mod
+
     _smollm2_or_skip()
-    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False)
+    seen = []
+    real = mod._train
+
+    def spy(spec, cfg, seed, split, cache_dir, ctx=None, ckpt=None, steps=None, device=None):
+        seen.append((seed, spec["kind"], steps))
+        return real(spec, cfg, seed, split, cache_dir, ctx, ckpt, steps, device)
+
+    monkeypatch.setattr(mod, "_train", spy)
+    path = run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["tune_steps=3"])
     validate_results(path)
     res = json.loads(path.read_text())
     assert res["status"] == "complete" and {c["verdict"] for c in res["claims"]} == {"inconclusive"}
     arms = {a["name"]: a for a in res["arms"]}
+    assert all(a["mean"] for a in res["arms"])
     assert arms["mezo_fast"]["mean"]["touched_fraction"] == pytest.approx(1.0)
     assert arms["adalezo"]["mean"]["touched_fraction"] < 1.0 and "probs" in arms["adalezo"]["extra"]["0"]
     assert arms["mezo_ref"]["mean"].get("test_acc") is None           # timed only: no quality numbers
     assert arms["mezo_ref"]["mean"]["step_ms"] > 0
-    again = json.loads(run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False).read_text())
+    assert {s for seed, _, s in seen if seed == mod.TUNE_SEED} == {3}
+    assert {s for seed, k, s in seen if seed != mod.TUNE_SEED and k != "mezo_ref"} == {None}
+    assert {s for seed, k, s in seen if seed != mod.TUNE_SEED and k == "mezo_ref"} == {3}  # ref_steps (smoke)
+    assert not any(k == "mezo_ref" for seed, k, _ in seen if seed == mod.TUNE_SEED)         # inherits MeZO's LR
+    n = len(seen)
+    again = json.loads(run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False,
+                                      overrides=["tune_steps=3"]).read_text())
+    assert len(seen) == n                                              # nothing trained again
     assert [a["per_seed"] for a in again["arms"]] == [a["per_seed"] for a in res["arms"]]
 
 
@@ -113,25 +134,6 @@ def test_derive_speedups_and_equal_wallclock_accuracy():
     assert d[("adalezo", "0")]["amdahl_ceiling"] == pytest.approx(1 / (0.5 + 0.5 * 0.2))
     units[("mezo_fast", "0")]["metrics"]["time_to_target_s"] = float("nan")   # MeZO never reached: not measured
     assert "speedup_vs_mezo" not in _derive(units, cfg)[("adalezo", "0")]
-
-
-def test_tune_steps_sets_the_length_of_every_tuning_run(tmp_path, monkeypatch):
-    import tenfold.experiments.adalezo as mod
-
-    _smollm2_or_skip()
-    seen = []
-    real = mod._train
-
-    def spy(spec, cfg, seed, split, cache_dir, ctx=None, ckpt=None, steps=None, device=None):
-        seen.append((seed, spec["kind"], steps))
-        return real(spec, cfg, seed, split, cache_dir, ctx, ckpt, steps, device)
-
-    monkeypatch.setattr(mod, "_train", spy)
-    run_experiment(EXPERIMENT, PAPER, mode="smoke", out_dir=tmp_path, progress=False, overrides=["tune_steps=3"])
-    assert {s for seed, _, s in seen if seed == mod.TUNE_SEED} == {3}
-    assert {s for seed, k, s in seen if seed != mod.TUNE_SEED and k != "mezo_ref"} == {None}
-    assert {s for seed, k, s in seen if seed != mod.TUNE_SEED and k == "mezo_ref"} == {3}  # ref_steps (smoke)
-    assert not any(k == "mezo_ref" for seed, k, _ in seen if seed == mod.TUNE_SEED)         # inherits MeZO's LR
 
 
 @pytest.mark.parametrize("override, match", [
