@@ -367,3 +367,24 @@ def test_ties_matches_mergekit(weights, lam, density, normalize):
     ours = ties(BASE, EXPERTS, weights=weights, scale=lam, density=density, normalize=normalize)
     for k in FLOAT_KEYS:
         assert torch.allclose(ours[k], ref[k], atol=1e-6), k
+
+
+def test_check_same_base_is_not_fooled_by_constant_norm_weights():
+    """Issue 31: a freshly initialised model of the same shapes is refused, although its norm weights (all 1, with a
+    large norm next to small-std matrices) equal the base's; a fine-tune of the base is accepted."""
+    from tenfold.models.hf_tiny import tiny_llama
+
+    torch.manual_seed(0)
+    base_model, _ = tiny_llama("debug")
+    base = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
+    torch.manual_seed(1)
+    fresh = {k: v.detach().clone() for k, v in tiny_llama("debug")[0].state_dict().items()}
+    flat = math.sqrt(sum(float((fresh[k] - base[k]).double().pow(2).sum()) for k in base)) / math.sqrt(
+        sum(float(base[k].double().pow(2).sum()) for k in base))
+    g = torch.Generator().manual_seed(2)
+    tuned = {k: v + 0.02 * v.abs().mean() * torch.randn(v.shape, generator=g) for k, v in base.items()}
+    with pytest.raises(UserError, match="does not look branched from base"):
+        check_same_base(base, [fresh])
+    assert check_same_base(base, [tuned])[0] < 0.1
+    assert flat < 0.5            # the former measure (one norm over all tensors flattened) accepted the stranger
+    assert check_same_base(base, [fresh], max_rel_dist=5.0)[0] == pytest.approx(math.sqrt(2), abs=0.1)

@@ -75,11 +75,15 @@ def check_same_base(base: StateDict, experts: Sequence[StateDict], *,
                     max_rel_dist: float = DEFAULT_MAX_REL_DIST) -> list[float]:
     """Check (heuristically) that every expert was branched from `base`; return each relative distance.
 
-    Heuristic: the relative distance ||theta_i - theta_base|| / ||theta_base|| over all floating-point tensors
-    (flattened together) must be <= `max_rel_dist`. Two independent draws from the same zero-mean init are at
-    relative distance about sqrt(2) (= 1.41), while a fine-tune moves a model a small fraction of its norm, so
-    the default 0.5 separates "branched from base" from "a different model of the same architecture". A
-    heavily trained expert can exceed it: raise `max_rel_dist` (or pass ``check_base=False`` to a merge) then.
+    Heuristic, per tensor and scale-aware: each floating-point tensor's relative distance
+    ||theta_i[k] - theta_base[k]|| / ||theta_base[k]|| is averaged over tensors, weighted by their element counts
+    (tensors whose base is all zeros, such as zero-initialised biases, have no scale and are left out). Two
+    independent draws from the same zero-mean init are at relative distance about sqrt(2) (= 1.41) in every weight
+    matrix, while a fine-tune moves each tensor a small fraction of its norm, so the default 0.5 separates "branched
+    from base" from "a different model of the same architecture". Per tensor, so that tensors with a large norm and a
+    shared constant init (norm weights of 1) cannot hide an unrelated model, as they do in one norm over all tensors
+    flattened together (issue 31). A heavily trained expert can exceed it: raise `max_rel_dist` (or pass
+    ``check_base=False`` to a merge) then.
 
     Parameters
     ----------
@@ -104,16 +108,21 @@ def check_same_base(base: StateDict, experts: Sequence[StateDict], *,
     if not (isinstance(max_rel_dist, (int, float)) and max_rel_dist > 0 and math.isfinite(max_rel_dist)):
         raise UserError(f"Invalid max_rel_dist: {max_rel_dist!r}; expected a finite number > 0")
     keys = [k for k in base if _mergeable(base[k])]
-    base_sq = sum(float(base[k].double().pow(2).sum()) for k in keys)
+    norms = {k: float(base[k].double().norm()) for k in keys}
+    scaled = [k for k in keys if norms[k] > 0]
     dists = []
     for i, sd in enumerate(experts):
-        d_sq = sum(float((sd[k].double() - base[k].double()).pow(2).sum()) for k in keys)
-        rel = math.sqrt(d_sq) / math.sqrt(base_sq) if base_sq > 0 else (0.0 if d_sq == 0 else math.inf)
+        if scaled:
+            total = sum(base[k].numel() for k in scaled)
+            rel = sum(float((sd[k].double() - base[k].double()).norm()) / norms[k] * base[k].numel()
+                      for k in scaled) / total
+        else:  # every base tensor is zero: only "identical" is measurable
+            rel = 0.0 if all(torch.equal(sd[k], base[k]) for k in keys) else math.inf
         if rel > max_rel_dist:
             raise UserError(f"experts[{i}] does not look branched from base: relative distance "
-                            f"||theta_i - theta_base|| / ||theta_base|| = {rel:.3g} > max_rel_dist = "
-                            f"{max_rel_dist} (independent inits sit near 1.41); pass check_base=False to "
-                            "merge anyway")
+                            f"||theta_i - theta_base|| / ||theta_base|| (per tensor, size-weighted mean) = {rel:.3g} > "
+                            f"max_rel_dist = {max_rel_dist} (independent inits sit near 1.41); pass check_base=False "
+                            "to merge anyway")
         dists.append(rel)
     return dists
 
