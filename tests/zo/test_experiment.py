@@ -157,7 +157,7 @@ def test_model_path_must_be_a_llama_layout_folder(tmp_path):
 
     with pytest.raises(UserError, match="Invalid model_path"):
         mod._lm(str(tmp_path / "missing"))
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast  # noqa: F401
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=64, n_positions=16)).save_pretrained(tmp_path)
     with pytest.raises(UserError, match="Llama layout"):

@@ -307,9 +307,10 @@ class ZOOptimizer(Optimizer, abc.ABC):
                                      "zero_grad(set_to_none=True) and do not call backward)")
         self.timing = dict.fromkeys(TIMERS, 0.0)
         model = self.model
-        was_training = model.training if model is not None else False
-        if model is not None and was_training:
+        modes = None  # each module's own mode, restored after the probes (a user may keep parts in eval mode)
+        if model is not None and model.training:
             if self.eval_mode:
+                modes = [(m, m.training) for m in model.modules()]
                 model.eval()
             elif not self._warned and _active_dropout(model):
                 import warnings
@@ -321,8 +322,8 @@ class ZOOptimizer(Optimizer, abc.ABC):
         try:
             return self._step(closure)
         finally:
-            if model is not None and was_training and self.eval_mode:
-                model.train()
+            for m, mode in modes or ():
+                m.training = mode
 
     def _step(self, closure) -> float:
         t0 = time.perf_counter()
@@ -341,13 +342,13 @@ class ZOOptimizer(Optimizer, abc.ABC):
         loss_neg = self._probe(closure)
         g = (loss_pos - loss_neg) / (2 * eps)
 
+        self.last = {"g": g, "loss_pos": loss_pos, "loss_neg": loss_neg, "arms": sorted(weights),
+                     "touched": sum(self.engine.sizes[a] for a in weights), "skipped": not math.isfinite(g)}
         t0 = time.perf_counter()
-        if not math.isfinite(g):  # a non-finite probe: restore θ and skip the update (and the bandit's reward)
+        if self.last["skipped"]:  # a non-finite probe: restore θ and skip the update (and the bandit's reward)
             self.engine.apply(seed, dict.fromkeys(weights, eps))
             self.timing["perturb"] += time.perf_counter() - t0
             self.steps += 1
-            self.last = {"g": g, "loss_pos": loss_pos, "loss_neg": loss_neg, "arms": sorted(weights),
-                         "touched": sum(self.engine.sizes[a] for a in weights), "skipped": True}
             return loss_pos
         if self.base is None:
             alphas = {}
@@ -375,8 +376,6 @@ class ZOOptimizer(Optimizer, abc.ABC):
         self.steps += 1
         for k, v in self.timing.items():
             self.timing_total[k] += v
-        self.last = {"g": g, "loss_pos": loss_pos, "loss_neg": loss_neg, "arms": sorted(weights),
-                     "touched": sum(self.engine.sizes[a] for a in weights), "skipped": False}
         return loss_pos
 
     # ---- checkpointing ----------------------------------------------------------------------------
