@@ -430,3 +430,40 @@ def test_lezo_default_is_the_plain_masked_mezo_update():
     assert [i for i, m in enumerate(moves) if m.abs().max() > 1e-9] == [a]  # only the drawn arm moved
     _, moves_hh = run(True)
     torch.testing.assert_close(moves_hh[a], 4 * moves[a], rtol=1e-6, atol=1e-12)
+
+
+def test_non_finite_probe_restores_and_skips_the_update():
+    w = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(5)]
+    opt = AdaLeZO([{"params": [p]} for p in w], lr=0.1, eps=1e-3, k=2, seed=0)
+    calls = iter([1.0, float("inf")])
+    opt.step(lambda: next(calls))
+    assert opt.last["skipped"] and not math.isfinite(opt.last["g"])
+    for p in w:  # θ restored (up to the ±ε round trip), no update
+        torch.testing.assert_close(p.detach(), torch.ones(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert opt.rewards == [0.0] * 5 and all(math.isfinite(x) for x in opt.probs)          # the bandit is untouched
+    opt.step(lambda: sum((p ** 2).sum() for p in w))                                      # and the next step works
+    assert not opt.last["skipped"]
+
+
+def test_gpt2_embeddings_join_the_rest_arm_as_in_the_official_grouping():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=32, n_positions=16))
+    assert [a["name"] for a in model_arms(gpt)] == ["rest", "block0", "block1"]
+    assert [a["name"] for a in model_arms(gpt, split_head=True)] == ["embed", "block0", "block1", "other"]
+
+
+def test_docs_and_readme_examples_run():
+    """The Component API example of docs/adalezo.md and the README's AdaLeZO snippet run as written."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs = re.findall(r"```python\n(.*?)```", (root / "docs" / "adalezo.md").read_text(), re.S)
+    readme = [b for b in re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
+              if "from tenfold.zo import" in b]
+    assert docs and readme
+    for block in (docs[0], readme[0]):
+        scope: dict = {}
+        exec(compile(block, "<example>", "exec"), scope)  # noqa: S102 - our own documentation
+        assert scope["opt"].steps == 30
