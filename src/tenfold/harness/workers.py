@@ -60,7 +60,7 @@ class WorkerPool:
     """`n` spawned worker processes, each with `threads` threads; `run` hands out units and collects them.
 
     Use as a context manager: leaving it normally lets the workers finish and exit; leaving it by an exception
-    (KeyboardInterrupt included) stops every worker's process group (SIGTERM, then SIGKILL after `grace_s`).
+    (KeyboardInterrupt included) kills every worker and stops the rest of its process group (see `kill`).
     """
 
     def __init__(self, n: int, threads: int, grace_s: float = 3.0):
@@ -130,7 +130,19 @@ class WorkerPool:
         self.kill()  # anything left in their process groups (a Ray daemon that outlived its driver)
 
     def kill(self) -> None:
-        """Stop every worker's process group: SIGTERM, then SIGKILL to what is left after `grace_s`."""
+        """Stop every worker's process group: SIGKILL to the workers themselves, then SIGTERM to the rest of their
+        groups, then SIGKILL to what is left after `grace_s`.
+
+        The worker goes first and without warning. `ray.init` installs a SIGTERM handler in the worker (it raises
+        SystemExit in the main thread only), so a group-wide SIGTERM would leave Flower's server thread running for
+        a moment after its clients died: long enough to record their failures as a round and checkpoint it over the
+        last good one. Killed outright, the worker writes nothing more (its checkpoints are written atomically)."""
+        for proc, _ in self.workers:
+            if proc.pid and proc.is_alive():
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         groups = [proc.pid for proc, _ in self.workers if proc.pid]
         for sig, wait_s in ((signal.SIGTERM, self.grace_s), (signal.SIGKILL, 0)):
             alive = [g for g in groups if _signal_group(g, sig)]
