@@ -15,7 +15,7 @@ import pytest
 from tenfold.common.seeding import THREAD_VARIABLES
 
 psutil = pytest.importorskip("psutil")
-NEURAL = "blae,blae_noinj,ae,geoae"  # blae's autoencoder arms: seconds each, and thread-count sensitive
+NEURAL = "blae,blae_former,ae,geoae"  # blae's autoencoder arms: seconds each, and thread-count sensitive
 
 def _reproduce(args, env_threads: int | None = None, **kw):
     env = dict(os.environ)

@@ -6,12 +6,14 @@ package that provides it. Cached files live under `$TENFOLD_CACHE` (default `~/.
 
 from tenfold.data.cache import MissingDataError, cache_root
 from tenfold.data.images import digits, fashion_mnist, long_tailed, mnist5k, to_3ch32
-from tenfold.data.manifolds import s_curve, swiss_roll
+from tenfold.data.manifolds import (digit_image, reference_swiss_roll, rotated_digit_ring, s_curve,
+                                    swiss_roll)
 from tenfold.data.partition import dirichlet_partition, iid_partition, label_histograms, shard_partition
 from tenfold.data.tabular import ad_biomarkers, breast_cancer
 
 __all__ = [
     "MissingDataError", "cache_root", "fashion_mnist", "mnist5k", "digits", "to_3ch32", "long_tailed",
-    "swiss_roll", "s_curve", "dirichlet_partition", "iid_partition", "shard_partition", "label_histograms",
+    "swiss_roll", "s_curve", "reference_swiss_roll", "rotated_digit_ring", "digit_image", "dirichlet_partition",
+    "iid_partition", "shard_partition", "label_histograms",
     "ad_biomarkers", "breast_cancer",
 ]

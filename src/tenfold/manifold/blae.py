@@ -4,20 +4,23 @@ Paper: Zhan, Zhou, Wang, Long, Shen, "Bi-Lipschitz Autoencoder with Injectivity 
 arXiv 2604.06701. Reference code: github.com/qipengz/BLAE (utils/regularizations.py:InjectiveLoss,
 trainers/trainers.py:GradientAutoencoderTrainer), read, not copied.
 
-Implemented: the injectivity loss (separation criterion on geodesic vs latent distances) and the bi-Lipschitz
-loss on the decoder Jacobian's singular values, each in the paper's form (default) and in the form the reference
-code trains with (`injective="code"`, `bilipschitz="code"`); geodesic distances from a k-NN graph; minibatch
-Adam training with a step schedule, a validation split with early stopping, and resumable checkpoints. The same
-estimator shell trains the baselines: a plain autoencoder (`AE`), a distance-preserving AE (`GeoAE`, geodesic
-distance MSE as in the reference GeoLoss) and an isometry-regularised AE (`IsoAE`, ||J^T J - I||_F^2 on the
-decoder, the reference code's "isometric" option). Not implemented: convolutional AEs, the encoder-side and
-tangent-space variants, and the other reference baselines (SPAE, GGAE, TopoAE, DNAE, VAE).
+Implemented: the injectivity regulariser (separation criterion on geodesic vs latent distances plus the paper's
+alpha = 5 non-expansion penalty; `injective="separation"` drops the penalty) and the bi-Lipschitz loss on the
+decoder Jacobian's singular values (the paper's form; `bilipschitz="code"` is the reference notebook's one-sided
+pull-back-metric form); geodesic distances from a k-NN graph; MLP and the reference's convolutional MNIST
+networks; minibatch Adam training with the reference's step schedule, an optional validation split with early
+stopping, and resumable checkpoints. The same estimator shell trains the baselines: a plain autoencoder (`AE`),
+our distance-preserving AE (`GeoAE`, relative geodesic-distance MSE; not one of the paper's baselines) and an
+isometry-regularised AE (`IsoAE`, ||J^T J - I||_F^2 on the decoder); the paper's baselines (SPAE, TopoAE, GRAE,
+IRAE, ...) are in `tenfold.manifold.baselines`. Not implemented: the encoder-side and tangent-space variants, and
+the Diffusion Net, CAE and GeomAE baselines.
 
 The objective (paper, README of the reference code), with d_M geodesic and d_N latent distances:
 
     L_inj(delta, eps) = E[ ReLU(log(eps * d_M(x, y) / d_N(E(x), E(y)))) * 1{d_M(x, y) > delta} ]
+    L_reg             = L_inj + alpha * E[ ReLU(d_N / d_M - 1) * 1{d_M > delta} ]          (alpha = 5)
     L_biLip(kappa)    = E[ ReLU(1/kappa - sigma_min(J_D))^2 + ReLU(sigma_max(J_D) - kappa)^2 ]
-    L_BLAE            = L_recon + lam_inj * L_inj + lam_bilip * L_biLip
+    L_BLAE            = L_recon + lam_inj * L_reg + lam_bilip * L_biLip
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from tenfold.common.errors import UserError, check_choice
 
-INJECTIVE_FORMS = ("paper", "code")
+INJECTIVE_FORMS = ("paper", "separation")
 BILIPSCHITZ_FORMS = ("paper", "code")
 LR_SCHEDULES = ("step", "constant")
+ARCHITECTURES = ("mlp", "conv28")
 
 
 # --------------------------------------------------------------------------------------------- geodesics
@@ -109,12 +113,14 @@ def _pairs(D: torch.Tensor, z: torch.Tensor, delta_rel: float) -> tuple[torch.Te
 
 
 def injective_loss(D: torch.Tensor, z: torch.Tensor, *, eps: float = 0.3, delta_rel: float = 0.05,
-                   form: str = "paper") -> torch.Tensor:
-    """The separation criterion on one batch.
+                   form: str = "paper", alpha: float = 5.0) -> torch.Tensor:
+    """The injectivity regulariser L_reg on one batch.
 
     With r = d_N / d_M over the pairs whose geodesic distance exceeds delta = delta_rel * max(d_M):
-    "paper": mean ReLU(log eps - log r); "code": that plus 5 * ReLU(r - 1) (the reference code's extra upper
-    bound on the encoder's distance ratio).
+    "paper": mean [ReLU(log eps - log r) + alpha * ReLU(r - 1)], the paper's L_reg, whose second term (the
+    non-expansion penalty, alpha = 5 in the paper and hard-coded in the reference InjectiveLoss) stops the encoder
+    from meeting the separation criterion by scaling itself up; "separation": the separation criterion
+    mean ReLU(log eps - log r) alone (our earlier default, kept as a named option).
 
     Parameters
     ----------
@@ -126,7 +132,9 @@ def injective_loss(D: torch.Tensor, z: torch.Tensor, *, eps: float = 0.3, delta_
         Separation ratio: pairs further apart than delta must keep d_N >= eps * d_M.
     delta_rel : float, default=0.05
         delta as a fraction of the batch's largest geodesic distance (the reference code's 0.05 * max).
-    form : {"paper", "code"}, default="paper"
+    form : {"paper", "separation"}, default="paper"
+    alpha : float, default=5.0
+        Weight of the non-expansion penalty in the "paper" form (paper: alpha = 5).
 
     Returns
     -------
@@ -137,8 +145,8 @@ def injective_loss(D: torch.Tensor, z: torch.Tensor, *, eps: float = 0.3, delta_
         return z.sum() * 0.0
     log_r = torch.log(dn) - torch.log(dm)
     loss = F.relu(math.log(eps) - log_r)
-    if form == "code":
-        loss = loss + 5.0 * F.relu(log_r.exp() - 1.0)
+    if form == "paper" and alpha:
+        loss = loss + alpha * F.relu(log_r.exp() - 1.0)
     return loss.mean()
 
 
@@ -181,11 +189,13 @@ def isometry_loss(J: torch.Tensor) -> torch.Tensor:
     return ((G - eye) ** 2).sum((1, 2)).mean()
 
 
-def geodesic_mse_loss(D: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """mean (d_N - d_M)^2 over the batch's upper-triangle pairs (the reference GeoLoss)."""
+def geodesic_mse_loss(D: torch.Tensor, z: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+    """mean (d_N - d_M)^2 over the batch's upper-triangle pairs (the reference GeoLoss); `relative=True` divides
+    it by mean d_M^2, so its size does not depend on the data's scale."""
     p = torch.cdist(z, z)
     upper = torch.triu(torch.ones_like(D, dtype=torch.bool), diagonal=1)
-    return ((p[upper] - D[upper]) ** 2).mean()
+    loss = ((p[upper] - D[upper]) ** 2).mean()
+    return loss / (D[upper] ** 2).mean().clamp_min(1e-12) if relative else loss
 
 
 # --------------------------------------------------------------------------------------------- networks
@@ -200,6 +210,41 @@ def _mlp(n_in: int, hidden: int, n_layers: int, n_out: int) -> torch.nn.Sequenti
     return torch.nn.Sequential(*layers)
 
 
+class _ConvEncoder28(torch.nn.Module):
+    """A 28x28 one-channel image encoder of the reference ConvEncoder_MNIST's shape (models/coders.py): conv 3x3
+    to 32 channels, ReLU, 2x2 max-pool, conv 3x3 to 64, ReLU, 2x2 max-pool, Linear 3136 -> 128, ReLU, Linear to the
+    latent; takes flat (B, 784) rows."""
+
+    def __init__(self, n_out: int):
+        super().__init__()
+        self.conv = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        self.fc = torch.nn.Sequential(torch.nn.Linear(64 * 7 * 7, 128), torch.nn.ReLU(), torch.nn.Linear(128, n_out))
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        h = self.conv(x.reshape(-1, 1, 28, 28))
+        return self.fc(h.flatten(1)).reshape(*lead, -1)
+
+
+class _ConvDecoder28(torch.nn.Module):
+    """The mirror of `_ConvEncoder28` in the shape of the reference ConvDecoder_MNIST: Linear to 128, ReLU, Linear to
+    64x7x7, ReLU, two stride-2 transposed convolutions (64 -> 32 -> 1) and a sigmoid; returns flat (B, 784) rows."""
+
+    def __init__(self, n_in: int):
+        super().__init__()
+        self.fc = torch.nn.Sequential(torch.nn.Linear(n_in, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64 * 7 * 7),
+                                      torch.nn.ReLU())
+        self.deconv = torch.nn.Sequential(torch.nn.ConvTranspose2d(64, 32, 2, stride=2), torch.nn.ReLU(),
+                                          torch.nn.ConvTranspose2d(32, 1, 2, stride=2), torch.nn.Sigmoid())
+
+    def forward(self, z):
+        lead = z.shape[:-1]
+        h = self.fc(z).reshape(-1, 64, 7, 7)
+        return self.deconv(h).reshape(*lead, 28 * 28)
+
+
 # --------------------------------------------------------------------------------------------- the estimator shell
 
 class AutoencoderShell(TransformerMixin, BaseEstimator):
@@ -211,15 +256,21 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
     Common parameters
     -----------------
     n_components : int, default=2
-        Latent dimension; must be smaller than n_features.
+        Latent dimension. A latent as wide as the input or wider is accepted (no bottleneck then), as
+        scikit-learn's KernelPCA and Isomap accept any n_components; 2 on two-feature data is such a case.
+    architecture : {"mlp", "conv28"}, default="mlp"
+        "mlp": `n_layers` hidden Linear+ELU layers of width `hidden` (the reference swiss-roll model, 2 x 256);
+        "conv28": the reference's convolutional MNIST autoencoder (ConvEncoder_MNIST / ConvDecoder_MNIST shapes)
+        for 28x28 one-channel images given as 784 columns in [0, 1] (`hidden` and `n_layers` are then unused).
     hidden : int, default=256
         Width of the hidden layers (the reference swiss-roll model uses 256).
     n_layers : int, default=2
         Hidden layers in the encoder and, mirrored, in the decoder.
-    epochs : int, default=300
-        Passes over the training split (the reference notebook runs 3000 on 1,500 points).
+    epochs : int, default=3000
+        Passes over the training data (the reference notebook: 3000 epochs on 1,500 points, no early stopping).
     batch_size : int, default=512
-        Points per minibatch; pairwise losses see the pairs within a batch.
+        Points per minibatch; pairwise losses see the pairs within a batch (the reference: a third of the data,
+        500 of its 1,500 points, with drop_last; here batches split the data into near-equal parts).
     lr : float, default=2e-3
     weight_decay : float, default=1e-5
     lr_schedule : {"step", "constant"}, default="step"
@@ -230,8 +281,9 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
         Link a disconnected k-NN graph's components by their shortest edges instead of raising.
     jac_fraction : float, default=0.3
         Fraction of each batch on which Jacobian penalties are computed (the reference uses 30%).
-    validation_fraction : float, default=0.1
-        Held-out fraction for early stopping; 0 (or fewer than 10 samples) trains on everything without it.
+    validation_fraction : float, default=0.0
+        Held-out fraction for early stopping; 0 (the default, as the reference trains: no validation split, no
+        early stopping) or fewer than 10 samples trains on everything for `epochs` epochs.
     patience : int, default=50
         Epochs without a validation improvement before training stops; the best weights are restored.
     random_state : int, RandomState or None, default=None
@@ -247,6 +299,11 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
 
     def _check_extra(self) -> None:
         """Validate subclass-specific parameters (called in fit)."""
+
+    def _targets(self, X: np.ndarray, D: torch.Tensor | None) -> torch.Tensor | None:
+        """Per-point targets computed once before training (for example a reference embedding), or None; during
+        training `self._batch_targets` holds the current batch's rows, for `_regulariser` to read."""
+        return None
 
     # ---- validation
     def _check_params(self, X: np.ndarray) -> None:
@@ -265,10 +322,12 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
         if not 0 <= self.validation_fraction < 0.5:
             raise UserError(f"Invalid validation_fraction: {self.validation_fraction!r}; expected a number in [0, 0.5)")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
         if n < 2:
             raise UserError(f"Invalid X: n_samples={n}; an autoencoder needs at least 2 samples")
-        if self.n_components >= d:
-            raise UserError(f"Invalid n_components: {self.n_components}; expected fewer than n_features={d}")
+        if self.architecture == "conv28" and d != 28 * 28:
+            raise UserError(f"Invalid X for architecture='conv28': {d} features; expected 784 (28x28 one-channel "
+                            "images, flattened row by row); use architecture='mlp' for other data")
         if self._needs_geodesic and n <= self.n_neighbors:
             raise UserError(f"Invalid n_neighbors: {self.n_neighbors}; expected fewer than n_samples={n}")
         self._check_extra()
@@ -277,8 +336,11 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
     def _build(self, n_features: int, seed: int) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.encoder_ = _mlp(n_features, self.hidden, self.n_layers, self.n_components)
-            self.decoder_ = _mlp(self.n_components, self.hidden, self.n_layers, n_features)
+            if self.architecture == "conv28":
+                self.encoder_, self.decoder_ = _ConvEncoder28(self.n_components), _ConvDecoder28(self.n_components)
+            else:
+                self.encoder_ = _mlp(n_features, self.hidden, self.n_layers, self.n_components)
+                self.decoder_ = _mlp(self.n_components, self.hidden, self.n_layers, n_features)
 
     def _objective(self, x, D, gen):
         """(total loss, parts) on one batch."""
@@ -327,6 +389,8 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
         if self._needs_geodesic:
             D_all = torch.as_tensor(geodesic_distances(X, self.n_neighbors, connect_components=self.connect_components))
 
+        T_all = self._targets(X, D_all)
+        self._batch_targets = None
         self._build(d, seed)
         params = list(self.encoder_.parameters()) + list(self.decoder_.parameters())
         opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
@@ -358,6 +422,7 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
             total = 0.0
             for b in torch.tensor_split(perm, n_batches):  # near-equal batches: no 1-point tail
                 D = D_all[b][:, b] if D_all is not None else None
+                self._batch_targets = T_all[b] if T_all is not None else None
                 loss, _ = self._objective(x_all[b], D, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -373,6 +438,7 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
                 # shifts the next epoch's batch order. A fixed subset from a separate generator would be better.
                 with torch.no_grad():
                     D = D_all[val_idx][:, val_idx] if D_all is not None else None
+                    self._batch_targets = T_all[val_idx] if T_all is not None else None
                     v, _ = self._objective(x_all[val_idx], D, gen)
                 v = v.item()
                 state["val_curve"].append(v)
@@ -392,6 +458,7 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
                 callback(epoch + 1, self)
             if n_val and state["bad"] >= self.patience:
                 break
+        self._batch_targets = None
         if state["best"] is not None:
             self.encoder_.load_state_dict(state["best"][0]); self.decoder_.load_state_dict(state["best"][1])
         self.encoder_.eval(); self.decoder_.eval()
@@ -409,9 +476,13 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
 
     # ---- inference
     def _run(self, net, A, n_in: int) -> np.ndarray:
+        """Apply a trained network in float64 (a copy of it), then return A's float dtype: float32 matrix products
+        round differently with the number of rows, so a float32 pass would give a point different codes in
+        different batches (scikit-learn's subset-invariance check sees it)."""
         out_dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
         with torch.no_grad():
-            return net(torch.tensor(A, dtype=torch.float32)).numpy().astype(out_dtype)
+            net64 = copy.deepcopy(net).double()
+            return net64(torch.tensor(A, dtype=torch.float64)).numpy().astype(out_dtype)
 
     def transform(self, X):
         """Encode X.
@@ -464,29 +535,41 @@ _COMMON_DOC = AutoencoderShell.__doc__.split("Common parameters\n    -----------
 # --------------------------------------------------------------------------------------------- BLAE and baselines
 
 class BLAE(AutoencoderShell):
-    """Bi-Lipschitz Autoencoder: reconstruction + injectivity (separation) loss + decoder bi-Lipschitz loss.
+    __doc__ = """Bi-Lipschitz Autoencoder: reconstruction + injectivity (separation) loss + decoder bi-Lipschitz loss.
 
     Geodesic distances between training points come from a k-NN graph; each minibatch penalises pairs whose
-    latent distance falls below `eps` times their geodesic distance (injectivity), and decoder Jacobians on
-    a `jac_fraction` subsample whose singular values leave [1/kappa, kappa] (bi-Lipschitz).
+    latent distance falls below `eps` times their geodesic distance or exceeds it (injectivity with the
+    non-expansion penalty), and decoder Jacobians on a `jac_fraction` subsample whose singular values leave
+    [1/kappa, kappa] (bi-Lipschitz). Defaults: the paper's losses and the reference notebook's schedule (Adam
+    2e-3, weight decay 1e-5, 3000 epochs with the learning rate divided by 10 after 1000 and 2000, no early
+    stopping); the one value neither source gives (kappa) is marked as our guess.
 
     Parameters
     ----------
     lam_inj : float, default=1.0
-        Weight of the injectivity loss (reference notebook: lam_geo=1).
+        Weight lambda_reg of the injectivity regulariser (reference notebook: lam_geo=1; the paper grid-searches it).
     lam_bilip : float, default=0.3
-        Weight of the bi-Lipschitz loss (reference notebook: lam_grad=0.3).
-    kappa : float, default=1.0
-        Bi-Lipschitz bound (reference: L=1).
+        Weight lambda_biLip of the bi-Lipschitz loss (reference notebook: lam_grad=0.3; the paper grid-searches it).
+    kappa : float, default=2.0
+        Bi-Lipschitz bound: decoder singular values are kept in [1/kappa, kappa]. The paper relaxes isometry
+        (kappa > 1) and grid-searches kappa; its value is not published, so 2.0 is **our guess**. kappa = 1 with the
+        "paper" form is an exact isometry (the rigid constraint the paper argues against); the reference notebook's
+        L = 1 belongs to its one-sided "code" form.
     eps : float, default=0.3
         Separation ratio of the injectivity loss (reference: thresh=0.3).
     delta_rel : float, default=0.05
-        Pairs count only when their geodesic distance exceeds delta_rel * (largest in the batch).
-    injective : {"paper", "code"}, default="paper"
-        "code" adds the reference code's 5 * ReLU(d_N/d_M - 1) upper-ratio term.
+        Pairs count only when their geodesic distance exceeds delta_rel * (largest in the batch) (reference code;
+        the paper's delta_min is the smallest geodesic distance, i.e. nearly every pair).
+    alpha : float, default=5.0
+        Weight of the non-expansion penalty alpha * ReLU(d_N/d_M - 1) in the "paper" injectivity form (paper and
+        reference InjectiveLoss: 5).
+    injective : {"paper", "separation"}, default="paper"
+        "paper": separation criterion + alpha * non-expansion penalty (the paper's L_reg, the reference
+        InjectiveLoss); "separation": the separation criterion alone (our earlier default, kept as an option).
     bilipschitz : {"paper", "code"}, default="paper"
-        "paper": singular values of J_D in [1/kappa, kappa]; "code": the pull-back metric penalty the
-        reference swiss-roll notebook uses (off-diagonal of J^T J and its diagonal above kappa).
+        "paper": singular values of J_D in [1/kappa, kappa] (the paper's L_biLip); "code": the pull-back metric
+        penalty the reference swiss-roll notebook trains with (off-diagonal of J^T J and its diagonal above
+        kappa, one-sided; run it with kappa=1 as the notebook does).
     """ + _COMMON_DOC + """
     Attributes
     ----------
@@ -494,7 +577,7 @@ class BLAE(AutoencoderShell):
         The trained maps R^n_features -> R^n_components and back.
     n_features_in_ : int
     n_iter_ : int
-        Epochs run (fewer than `epochs` after early stopping).
+        Epochs run (fewer than `epochs` after early stopping, when a validation split is asked for).
     best_epoch_ : int
         Epoch whose weights were kept (best validation objective).
     loss_curve_, validation_scores_ : list of float
@@ -516,16 +599,19 @@ class BLAE(AutoencoderShell):
 
     _needs_geodesic = True
 
-    def __init__(self, n_components=2, *, lam_inj=1.0, lam_bilip=0.3, kappa=1.0, eps=0.3, delta_rel=0.05,
-                 injective="paper", bilipschitz="paper", hidden=256, n_layers=2, epochs=300, batch_size=512,
-                 lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=False,
-                 jac_fraction=0.3, validation_fraction=0.1, patience=50, random_state=None, verbose=False):
+    def __init__(self, n_components=2, *, lam_inj=1.0, lam_bilip=0.3, kappa=2.0, eps=0.3, delta_rel=0.05,
+                 alpha=5.0, injective="paper", bilipschitz="paper", architecture="mlp", hidden=256, n_layers=2,
+                 epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
+                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 verbose=False):
         self.n_components = n_components
+        self.architecture = architecture
         self.lam_inj = lam_inj
         self.lam_bilip = lam_bilip
         self.kappa = kappa
         self.eps = eps
         self.delta_rel = delta_rel
+        self.alpha = alpha
         self.injective = injective
         self.bilipschitz = bilipschitz
         self.hidden = hidden
@@ -546,7 +632,7 @@ class BLAE(AutoencoderShell):
     def _check_extra(self):
         check_choice("injective", self.injective, INJECTIVE_FORMS)
         check_choice("bilipschitz", self.bilipschitz, BILIPSCHITZ_FORMS)
-        for name in ("lam_inj", "lam_bilip"):
+        for name in ("lam_inj", "lam_bilip", "alpha"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"Invalid {name}: {getattr(self, name)!r}; expected a number >= 0")
         if not self.kappa >= 1:
@@ -559,7 +645,7 @@ class BLAE(AutoencoderShell):
     def _regulariser(self, x, z, D, decoder, gen):
         reg, parts = z.sum() * 0.0, {}
         if self.lam_inj > 0:
-            inj = injective_loss(D, z, eps=self.eps, delta_rel=self.delta_rel, form=self.injective)
+            inj = injective_loss(D, z, eps=self.eps, delta_rel=self.delta_rel, form=self.injective, alpha=self.alpha)
             reg = reg + self.lam_inj * inj
             parts["inj"] = inj.item()
         if self.lam_bilip > 0:
@@ -570,7 +656,7 @@ class BLAE(AutoencoderShell):
 
 
 class AE(AutoencoderShell):
-    """Plain autoencoder (reconstruction loss only), in the same shell as `BLAE`.
+    __doc__ = """Plain autoencoder (reconstruction loss only), in the same shell as `BLAE`.
 
     Parameters
     ----------
@@ -583,10 +669,11 @@ class AE(AutoencoderShell):
     (50, 2)
     """
 
-    def __init__(self, n_components=2, *, hidden=256, n_layers=2, epochs=300, batch_size=512, lr=2e-3,
-                 weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=False, jac_fraction=0.3,
-                 validation_fraction=0.1, patience=50, random_state=None, verbose=False):
+    def __init__(self, n_components=2, *, architecture="mlp", hidden=256, n_layers=2, epochs=3000, batch_size=512,
+                 lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=False,
+                 jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None, verbose=False):
         self.n_components = n_components
+        self.architecture = architecture
         self.hidden = hidden
         self.n_layers = n_layers
         self.epochs = epochs
@@ -607,39 +694,46 @@ class AE(AutoencoderShell):
 
 
 class GeoAE(AE):
-    """Distance-preserving autoencoder: reconstruction + lam_geo * MSE(latent, geodesic distances).
+    __doc__ = """Distance-preserving autoencoder: reconstruction + lam_geo * MSE(latent, geodesic distances).
 
-    The reference code's GeoLoss (a GRAE-like geometry regulariser) in the `BLAE` shell.
+    The reference code's GeoLoss (a GRAE-like geometry regulariser) in the `BLAE` shell. Not one of the paper's
+    baselines: our extra reference point.
 
     Parameters
     ----------
-    lam_geo : float, default=0.1
-        Weight of the distance loss; our choice (the loss is in squared distance units), not tuned.
+    lam_geo : float, default=1.0
+        Weight of the distance loss (our choice).
+    relative : bool, default=True
+        Divide the distance MSE by the batch's mean squared geodesic distance, so lam_geo does not depend on the
+        data's scale (our choice; False is the reference GeoLoss in squared distance units, our earlier default
+        with lam_geo=0.1).
     """ + _COMMON_DOC
 
     _needs_geodesic = True
 
-    def __init__(self, n_components=2, *, lam_geo=0.1, hidden=256, n_layers=2, epochs=300, batch_size=512,
-                 lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=False,
-                 jac_fraction=0.3, validation_fraction=0.1, patience=50, random_state=None, verbose=False):
-        super().__init__(n_components, hidden=hidden, n_layers=n_layers, epochs=epochs, batch_size=batch_size,
-                         lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule, n_neighbors=n_neighbors,
-                         connect_components=connect_components, jac_fraction=jac_fraction,
+    def __init__(self, n_components=2, *, lam_geo=1.0, relative=True, architecture="mlp", hidden=256, n_layers=2,
+                 epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
+                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 verbose=False):
+        super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
+                         n_neighbors=n_neighbors, connect_components=connect_components, jac_fraction=jac_fraction,
                          validation_fraction=validation_fraction, patience=patience, random_state=random_state,
                          verbose=verbose)
         self.lam_geo = lam_geo
+        self.relative = relative
 
     def _check_extra(self):
         if not self.lam_geo >= 0:
             raise UserError(f"Invalid lam_geo: {self.lam_geo!r}; expected a number >= 0")
 
     def _regulariser(self, x, z, D, decoder, gen):
-        g = geodesic_mse_loss(D, z)
+        g = geodesic_mse_loss(D, z, relative=self.relative)
         return self.lam_geo * g, {"geo": g.item()}
 
 
 class IsoAE(AE):
-    """Isometry-regularised autoencoder: reconstruction + lam_iso * ||J_D^T J_D - I||_F^2 (IRAE-like).
+    __doc__ = """Isometry-regularised autoencoder: reconstruction + lam_iso * ||J_D^T J_D - I||_F^2 (IRAE-like).
 
     The reference code's `reg_grad='isometric'` option in the `BLAE` shell.
 
@@ -650,12 +744,13 @@ class IsoAE(AE):
     """ + _COMMON_DOC
 
 
-    def __init__(self, n_components=2, *, lam_iso=0.01, hidden=256, n_layers=2, epochs=300, batch_size=512,
-                 lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=False,
-                 jac_fraction=0.3, validation_fraction=0.1, patience=50, random_state=None, verbose=False):
-        super().__init__(n_components, hidden=hidden, n_layers=n_layers, epochs=epochs, batch_size=batch_size,
-                         lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule, n_neighbors=n_neighbors,
-                         connect_components=connect_components, jac_fraction=jac_fraction,
+    def __init__(self, n_components=2, *, lam_iso=0.01, architecture="mlp", hidden=256, n_layers=2,
+                 epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
+                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 verbose=False):
+        super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
+                         n_neighbors=n_neighbors, connect_components=connect_components, jac_fraction=jac_fraction,
                          validation_fraction=validation_fraction, patience=patience, random_state=random_state,
                          verbose=verbose)
         self.lam_iso = lam_iso
