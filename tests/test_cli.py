@@ -121,11 +121,11 @@ def test_bench_runs_a_script_with_its_arguments(tmp_path, capsys):
 def test_bench_blae_fit_time_smallest_run(tmp_path, capsys):
     out = tmp_path / "blae.json"
     code, text, _ = _run(["bench", "blae_fit_time", "--n", "60", "--epochs", "1", "--repeats", "1", "--hidden", "8",
-                          "--jac-fractions", "0.3", "--out", str(out)], capsys)
+                          "--jac-fractions", "0.3", "--baselines", "spae,topoae", "--out", str(out)], capsys)
     res = json.loads(out.read_text())
     assert code == 0 and res["benchmark"] == "blae_fit_time" and res["config"]["n"] == 60 and res["geodesic_s"] > 0
     rows = {r["arm"]: r for r in res["rows"]}
-    assert set(rows) == {"ae", "blae_jac0.3", "blae_nobilip"} and "blae_jac0.3" in text
+    assert set(rows) == {"ae", "blae_jac0.3", "blae_nobilip", "spae", "topoae"} and "blae_jac0.3" in text
     for r in rows.values():
         assert r["ratio_vs_ae"] > 0 and r["cpu_ratio_vs_ae"] > 0 and len(r["runs_wall_cpu_s"]) == 1
     assert rows["ae"]["ratio_vs_ae"] == rows["ae"]["cpu_ratio_vs_ae"] == 1.0

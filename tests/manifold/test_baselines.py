@@ -245,12 +245,12 @@ def test_bad_params_raise_user_error_naming_the_param(cls, kw, match, roll):
         cls(**{**TINY, **kw}).fit(roll)
 
 
-# The geodesic estimators run with connect_components=True for the reason test_blae.py gives (most of scikit-learn's
-# checks fit two tight blobs whose k-NN graph has two components); GGAE's own graph gets k=5 for the same small data.
-@parametrize_with_checks([SPAE(1, hidden=8, epochs=2, random_state=0, connect_components=True),
-                          TopoAE(1, hidden=8, epochs=2, random_state=0, connect_components=True),
-                          GRAE(1, hidden=8, epochs=2, random_state=0, connect_components=True),
-                          IRAE(1, hidden=8, epochs=2, random_state=0),
-                          GGAE(1, hidden=8, epochs=2, random_state=0, connect_components=True, dist_neighbors=5)])
+# Default parameters except the network and training size, as in test_blae.py (disconnected k-NN graphs of the
+# checks' blobs are linked with a warning by default); GGAE's own graph gets k=5 for the checks' small data sets.
+@parametrize_with_checks([SPAE(hidden=8, epochs=2, random_state=0),
+                          TopoAE(hidden=8, epochs=2, random_state=0),
+                          GRAE(hidden=8, epochs=2, random_state=0),
+                          IRAE(hidden=8, epochs=2, random_state=0),
+                          GGAE(hidden=8, epochs=2, random_state=0, dist_neighbors=5)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

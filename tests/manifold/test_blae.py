@@ -97,21 +97,20 @@ def test_disconnected_graph_is_refused_or_connected():
     D = geodesic_distances(X, 3, connect_components=True)
     assert np.isfinite(D).all() and D[0, 30] > 90
     with pytest.raises(UserError, match="connected components"):
-        BLAE(**TINY).fit(X)
-    assert BLAE(**TINY, connect_components=True).fit(X).transform(X).shape == (40, 2)
+        BLAE(**TINY, connect_components=False).fit(X)
+    with pytest.warns(UserWarning, match="2 connected components; linking them"):  # the default, as Isomap does
+        assert BLAE(**TINY).fit(X).transform(X).shape == (40, 2)
 
 
 # ------------------------------------------------------------------------------------------ the estimator contract
 
 # Default parameters except the size of the networks and of training (hidden 8, 2 epochs: the checks fit dozens of
 # times), n_components=2 included: a latent as wide as two-feature data is accepted, as KernelPCA and Isomap accept
-# it. The geodesic estimators (BLAE, GeoAE) run with connect_components=True: most of scikit-learn's checks fit on two
-# tight blobs (make_blobs, centers (0,0,0) and (1,1,1), std 0.1) or on iris, whose 5-NN graphs have two components,
-# and with the default connect_components=False fit refuses those by design (8 of 47 checks fail, sklearn 1.9.1).
-# AE and IsoAE use no geodesics and run with their defaults.
+# it. Most of scikit-learn's checks fit on two tight blobs or on iris, whose 5-NN graphs have two components; the
+# geodesic estimators link them and warn by default (connect_components=True), as Isomap does.
 @parametrize_with_checks([AE(hidden=8, epochs=2, random_state=0),
-                          BLAE(hidden=8, epochs=2, random_state=0, connect_components=True),
-                          GeoAE(hidden=8, epochs=2, random_state=0, connect_components=True),
+                          BLAE(hidden=8, epochs=2, random_state=0),
+                          GeoAE(hidden=8, epochs=2, random_state=0),
                           IsoAE(hidden=8, epochs=2, random_state=0)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -285,3 +284,19 @@ def test_unfitted_and_wrong_shapes(roll):
         GeoAE(**TINY, lam_geo=-1).fit(X)
     with pytest.raises(UserError, match="Invalid lam_iso"):
         IsoAE(**TINY, lam_iso=-1).fit(X)
+
+
+def test_docs_and_readme_examples_run():
+    """The Component API example of docs/blae.md and the README's BLAE snippet run as written."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs = re.findall(r"```python\n(.*?)```", (root / "docs" / "blae.md").read_text(), re.S)
+    readme = [b for b in re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
+              if "from tenfold.manifold import" in b]
+    assert docs and readme
+    for block in (docs[0], readme[0]):
+        scope: dict = {}
+        exec(compile(block, "<example>", "exec"), scope)  # noqa: S102 - our own documentation
+        assert scope["Z"].shape[1] == 2 and np.isfinite(scope["Z"]).all()

@@ -287,7 +287,7 @@ class SPAE(AE):
 
     def __init__(self, n_components=2, *, lam_spae=2.0, architecture="mlp", hidden=256, n_layers=2,
                  epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
-                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
                  verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
@@ -339,7 +339,7 @@ class TopoAE(AE):
 
     def __init__(self, n_components=2, *, lam_topo=5.0, form="edges", architecture="mlp", hidden=256, n_layers=2,
                  epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
-                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
                  verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
@@ -391,7 +391,7 @@ class GRAE(AE):
 
     def __init__(self, n_components=2, *, lam_grae=100.0, target="isomap", architecture="mlp", hidden=256,
                  n_layers=2, epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step",
-                 n_neighbors=5, connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50,
+                 n_neighbors=5, connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50,
                  random_state=None, verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
@@ -462,7 +462,7 @@ class IRAE(AE):
 
     def __init__(self, n_components=2, *, lam_irae=0.01, eta=0.0, architecture="mlp", hidden=256, n_layers=2,
                  epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
-                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
                  verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
@@ -519,7 +519,7 @@ class GGAE(AE):
 
     def __init__(self, n_components=2, *, lam_ggae=1.0, bandwidth=2.0, dist_neighbors=10, architecture="mlp",
                  hidden=256, n_layers=2, epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step",
-                 n_neighbors=5, connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50,
+                 n_neighbors=5, connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50,
                  random_state=None, verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,

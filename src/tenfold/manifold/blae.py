@@ -95,6 +95,11 @@ def geodesic_distances(X: np.ndarray, n_neighbors: int = 5, *, connect_component
     g = g.maximum(g.T)  # symmetrise: an edge if either end lists the other
     n_comp, labels = connected_components(g, directed=False)
     if n_comp > 1 and connect_components:
+        import warnings
+
+        warnings.warn(f"The {n_neighbors}-NN graph of X has {n_comp} connected components; linking them by their "
+                      "shortest Euclidean edges (as Isomap does) for the geodesic distances", UserWarning,
+                      stacklevel=2)
         g = _connect(g, X, labels)
     elif n_comp > 1:
         raise UserError(f"The {n_neighbors}-NN graph of X has {n_comp} connected components, so geodesic distances "
@@ -277,8 +282,9 @@ class AutoencoderShell(TransformerMixin, BaseEstimator):
         "step" multiplies the learning rate by 0.1 after 1/3 and 2/3 of the epochs (the reference StepLR).
     n_neighbors : int, default=5
         k of the k-NN graph for geodesic distances.
-    connect_components : bool, default=False
-        Link a disconnected k-NN graph's components by their shortest edges instead of raising.
+    connect_components : bool, default=True
+        When the k-NN graph is disconnected, link its components by their shortest Euclidean edges and warn, as
+        scikit-learn's Isomap does; False refuses such data (an error naming the component count).
     jac_fraction : float, default=0.3
         Fraction of each batch on which Jacobian penalties are computed (the reference uses 30%).
     validation_fraction : float, default=0.0
@@ -602,7 +608,7 @@ class BLAE(AutoencoderShell):
     def __init__(self, n_components=2, *, lam_inj=1.0, lam_bilip=0.3, kappa=2.0, eps=0.3, delta_rel=0.05,
                  alpha=5.0, injective="paper", bilipschitz="paper", architecture="mlp", hidden=256, n_layers=2,
                  epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
-                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
                  verbose=False):
         self.n_components = n_components
         self.architecture = architecture
@@ -670,7 +676,7 @@ class AE(AutoencoderShell):
     """
 
     def __init__(self, n_components=2, *, architecture="mlp", hidden=256, n_layers=2, epochs=3000, batch_size=512,
-                 lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=False,
+                 lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5, connect_components=True,
                  jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None, verbose=False):
         self.n_components = n_components
         self.architecture = architecture
@@ -713,7 +719,7 @@ class GeoAE(AE):
 
     def __init__(self, n_components=2, *, lam_geo=1.0, relative=True, architecture="mlp", hidden=256, n_layers=2,
                  epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
-                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
                  verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
@@ -746,7 +752,7 @@ class IsoAE(AE):
 
     def __init__(self, n_components=2, *, lam_iso=0.01, architecture="mlp", hidden=256, n_layers=2,
                  epochs=3000, batch_size=512, lr=2e-3, weight_decay=1e-5, lr_schedule="step", n_neighbors=5,
-                 connect_components=False, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
+                 connect_components=True, jac_fraction=0.3, validation_fraction=0.0, patience=50, random_state=None,
                  verbose=False):
         super().__init__(n_components, architecture=architecture, hidden=hidden, n_layers=n_layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
