@@ -26,7 +26,11 @@ def test_smoke_run_validates_and_resumes(tmp_path):
                      "isomap"}
     blae = next(a for a in r["arms"] if a["name"] == "blae")
     assert {"swiss_geo_knn", "swiss_geo_kl0.1", "swiss_mse", "ring_u_geo_knn", "ring_n_geo_knn",
-            "ring_shift_procrustes", "loss_rel_change", "rank_geo_knn"} <= set(blae["mean"])
+            "ring_shift_procrustes", "loss_rel_change", "rank_geo_knn"} <= set(blae["mean"])  # smoke: 1 peak epoch
+    # each claim is gated on the arms it compares
+    regimes = {c["id"]: c["regime"] for c in r["claims"]}
+    assert {tuple(x["arms"]) for x in regimes["swiss_knn_vs_spae"]} == {("blae", "spae")}
+    assert {x["name"] for x in regimes["ring_shift_vs_ae"]} == {"converged", "peak_phase_flat", "ring_learned"}
     assert 0 <= blae["mean"]["ring_shift_procrustes"] <= 1
     assert all(c["verdict"] in ("inconclusive", "untestable") for c in r["claims"])  # smoke is never conclusive
     assert {"embeddings.png", "rank_table.png", "table_swiss.png", "table_ring_n.png"} <= set(r["plots"])
@@ -57,6 +61,7 @@ def test_loss_rel_change():
     assert _loss_rel_change([5.0] * 10 + [1.0] * 20) == 0.0
     assert _loss_rel_change(list(range(100, 0, -1))) == pytest.approx(abs(5.5 - 15.5) / 15.5)
     assert np.isnan(_loss_rel_change([1.0]))
+    assert _loss_rel_change([1.0] * 19 + [float("nan")]) == 1e9  # a diverged run is not converged
 
 
 def test_tuning_cells_are_computed_once_and_the_best_is_chosen(tmp_path, monkeypatch):

@@ -56,7 +56,8 @@ AE_SPECS = {
                     "this project's former default: no non-expansion penalty, two-sided kappa = 1 (ours)"),
     "ae": ("AE", {}, (), "reconstruction only"),
     "spae": ("SPAE", {}, ("lam_spae",), "reference notebook weight"),
-    "topoae": ("TopoAE", {}, ("lam_topo",), "reference notebook weight"),
+    "topoae": ("TopoAE", {"form": "code"}, ("lam_topo",),
+               "reference notebook weight; the reference TopoLoss computation, which produced the paper's numbers"),
     "grae": ("GRAE", {}, ("lam_grae",), "reference notebook weight"),
     "irae": ("IRAE", {}, ("lam_irae",), "reference notebook weight"),
     "ggae": ("GGAE", {}, ("lam_ggae",), "reference notebook weight"),
@@ -64,12 +65,13 @@ AE_SPECS = {
 }
 AE_LABEL = {"blae": "BLAE", "blae_notebook": "BLAE, notebook recipe (L=1)",
             "blae_former": "BLAE, former default (ours)",
-            "ae": "AE", "spae": "SPAE", "topoae": "TopoAE", "grae": "GRAE", "irae": "IRAE", "ggae": "GGAE",
+            "ae": "AE", "spae": "SPAE", "topoae": "TopoAE (reference loss)", "grae": "GRAE", "irae": "IRAE", "ggae": "GGAE",
             "geoae": "GeoAE (ours)"}
 PAPER_BASELINES = ("ae", "spae", "topoae", "grae", "irae", "ggae")
 REFERENCES = {"pca": "PCA", "isomap": "Isomap", "umap": "UMAP"}
 RANKED = ("blae", *PAPER_BASELINES)  # the arms of the rank table (the paper's Table 1 ranks BLAE and its baselines)
 RANK_METRICS = ("geo_knn", "geo_kl0.01", "geo_kl0.1", "geo_kl1", "mse")
+RING_KS = (2, 4, 6, 8, 10)  # k-NN recall's k on the rings (reference MetricsEvaluator, rotating MNIST); else 5..45
 
 
 @dataclass
@@ -183,12 +185,20 @@ def _estimator(arm: str, cfg: BLAEConfig, seed: int, n_train: int, *, ring: bool
 
 
 def _loss_rel_change(curve: list[float]) -> float:
-    """|mean of the last tenth of the epochs - mean of the tenth before| / mean of the tenth before."""
+    """|mean of the last tenth of the epochs - mean of the tenth before| / mean of the tenth before; 1e9 when the
+    curve is not finite (a diverged run counts as not converged)."""
     n = max(1, len(curve) // 10)
     if len(curve) < 2 * n:
         return float("nan")
+    if not np.isfinite(curve).all():
+        return 1e9
     last, before = np.mean(curve[-n:]), np.mean(curve[-2 * n:-n])
     return float(abs(last - before) / max(abs(before), 1e-12))
+
+
+def _peak_phase(curve: list[float], epochs: int) -> list[float]:
+    """The epochs at the peak learning rate: the first third under the reference step schedule."""
+    return list(curve[:max(1, epochs // 3)])
 
 
 def _fit_score(arm: str, name: str, cfg, seed: int, *, mult: float = 1.0, n_test: int | None = None):
@@ -202,10 +212,12 @@ def _fit_score(arm: str, name: str, cfg, seed: int, *, mult: float = 1.0, n_test
     fit_s = time.perf_counter() - t0
     X_hat = est.inverse_transform(Z) if hasattr(est, "inverse_transform") and arm != "isomap" and arm != "umap" \
         else None
-    m = evaluate_embedding(Xte, Z, X_hat=X_hat, geodesic=True, n_graph_neighbors=cfg.metric_neighbors)
+    ks = RING_KS if name.startswith("ring") else tuple(range(5, 50, 5))
+    m = evaluate_embedding(Xte, Z, X_hat=X_hat, ks=ks, geodesic=True, n_graph_neighbors=cfg.metric_neighbors)
     m["fit_s"] = fit_s
     if hasattr(est, "loss_curve_"):
         m["loss_rel_change"] = _loss_rel_change(est.loss_curve_)
+        m["peak_rel_change"] = _loss_rel_change(_peak_phase(est.loss_curve_, est.epochs))
         m["final_loss"] = float(est.loss_curve_[-1])
     return m, Z, colour, cname
 
@@ -263,8 +275,9 @@ def _run(arm, seed, cfg, ctx):
         for k in ("geo_knn", "geo_kl0.01", "geo_kl0.1", "geo_kl1", "knn", "kl0.1", "mse"):
             if m.get(k) is not None:
                 metrics[f"{name}_{k}"] = m[k]
-        if "loss_rel_change" in m:
-            metrics["loss_rel_change"] = max(metrics.get("loss_rel_change", 0.0), m["loss_rel_change"])
+        for k in ("loss_rel_change", "peak_rel_change"):  # the worst set (NaN, too short a curve, propagates)
+            if k in m:
+                metrics[k] = float(np.fmax(metrics.get(k, -np.inf), m[k])) if not np.isnan(m[k]) else float("nan")
         if name == "ring_n" and "ring_u" in per_set:  # the same uniform test images, embedded by both ring models
             from scipy.spatial import procrustes
 
@@ -396,19 +409,38 @@ def _metrics():
                    "models trained on uniform and on non-uniform angles (0 = the same embedding up to rotation, "
                    "scale and reflection)"),
             Metric("loss_rel_change", "", False, "largest relative change of an autoencoder's training loss over the "
-                   "last tenth of its epochs, over the sets (convergence)"),
+                   "last tenth of its epochs, over the sets (convergence; 1e9 when the loss was not finite)"),
+            Metric("peak_rel_change", "", False, "largest relative change of the training loss over the last tenth of "
+                   "the peak-learning-rate phase (the first third of the epochs), over the sets"),
             Metric("lam_mult", "x", True, "grid multiplier of the arm's published weights chosen on the tuning draw")]
     out += [Metric(f"rank_{m}", "rank", False, f"average rank on {m} among BLAE and the paper's baselines over the "
                    "sets (1 = best; derived per seed)") for m in RANK_METRICS]
     return out
 
 
-# declared before any run (issue 28): every autoencoder's training loss moved by less than 1% over the last tenth of
-# its epochs, in every seed and set
-CONVERGED = Regime("converged", "loss_rel_change", tuple(AE_SPECS), "<", 0.01,
-                   "the paper trains every autoencoder to its end (3000 epochs, no early stopping); comparisons of "
-                   "autoencoders still moving measure convergence speed, not the learned geometry (issue 28)",
-                   stat="max")
+# Declared before any full run (issue 28). Each claim is gated on the arms it compares (every seed and set; the worst
+# counts): (1) the issue's check, the training loss moved by less than 1% over the last tenth of the epochs; (2) since
+# the reference step schedule makes the last third nearly flat whatever happened before, also the last tenth of the
+# peak-learning-rate phase (the first third), where the 1,000-epoch scale-down (333 epochs at the peak rate, the
+# reference 1,000) would show, with 2% for minibatch noise; (3) for the ring-robustness claims, both ring models
+# learned the ring (geodesic k-NN recall >= 0.5 on uniform test images), since two collapsed embeddings agree too.
+_WHY_CONV = ("the paper trains every autoencoder to the end of 3000 epochs without early stopping; comparing arms "
+             "still moving measures convergence speed, not the learned geometry (issue 28)")
+
+
+def _converged(arms: tuple[str, ...]) -> tuple[Regime, Regime]:
+    return (Regime("converged", "loss_rel_change", arms, "<", 0.01, _WHY_CONV, stat="max"),
+            Regime("peak_phase_flat", "peak_rel_change", arms, "<", 0.02, "the peak-rate phase is where our 1,000 "
+                   "epochs cut the reference's training (333 vs 1,000 epochs at lr 2e-3); a loss still falling there "
+                   "means the scale-down changed what was learned", stat="max"))
+
+
+def _ring_learned(arms: tuple[str, ...]) -> Regime:
+    return Regime("ring_learned", "ring_u_geo_knn", arms, ">=", 0.5, "embedding stability under non-uniform "
+                  "sampling only means something for embeddings of the ring; two collapsed ones agree as well",
+                  stat="min")
+
+
 _SRC = "abstract and Table 1 of arXiv 2604.06701 (average ranks; per-set numbers not retrieved)"
 
 
@@ -418,27 +450,28 @@ def _claims():
         for b in PAPER_BASELINES:
             out.append(Claim(f"{s}_knn_vs_{b}", f"BLAE preserves manifold structure better than {AE_LABEL[b]} on "
                              f"{CASE_LABEL[s]}: higher geodesic k-NN recall ({_SRC})", f"{s}_geo_knn", "blae", b,
-                             "higher", regime=CONVERGED))
+                             "higher", regime=_converged(("blae", b))))
             out.append(Claim(f"{s}_kl_vs_{b}", f"BLAE preserves manifold structure better than {AE_LABEL[b]} on "
                              f"{CASE_LABEL[s]}: lower geodesic density KL(0.1) ({_SRC})", f"{s}_geo_kl0.1", "blae", b,
-                             "lower", regime=CONVERGED))
+                             "lower", regime=_converged(("blae", b))))
     for b in PAPER_BASELINES:
         out.append(Claim(f"rank_knn_vs_{b}", f"Table 1: BLAE's average k-NN rank beats {AE_LABEL[b]}'s (paper: BLAE "
-                         "1.8, best of ten)", "rank_geo_knn", "blae", b, "lower", regime=CONVERGED))
+                         "1.8, best of ten)", "rank_geo_knn", "blae", b, "lower", regime=_converged(RANKED)))
         out.append(Claim(f"rank_kl_vs_{b}", f"Table 1: BLAE's average KL0.1 rank beats {AE_LABEL[b]}'s (paper: BLAE "
-                         "1.0)", "rank_geo_kl0.1", "blae", b, "lower", regime=CONVERGED))
+                         "1.0)", "rank_geo_kl0.1", "blae", b, "lower", regime=_converged(RANKED)))
         out.append(Claim(f"ring_shift_vs_{b}", f"Robustness: BLAE's ring embedding changes less than "
                          f"{AE_LABEL[b]}'s between uniform and non-uniform sampling (paper's figure: only BLAE keeps "
-                         "the same ring)", "ring_shift_procrustes", "blae", b, "lower", regime=CONVERGED))
+                         "the same ring)", "ring_shift_procrustes", "blae", b, "lower",
+                         regime=(*_converged(("blae", b)), _ring_learned(("blae", b)))))
     out.append(Claim("paper_vs_notebook", "Ours: the paper's BLAE losses beat the reference notebook's recipe on the "
                      "swiss roll (geodesic k-NN recall); says whether the form matters here", "swiss_geo_knn", "blae",
-                     "blae_notebook", "higher", regime=CONVERGED))
+                     "blae_notebook", "higher", regime=_converged(("blae", "blae_notebook"))))
     out.append(Claim("paper_vs_former", "Ours: the paper's BLAE losses beat this project's former default on the "
                      "swiss roll (geodesic k-NN recall)", "swiss_geo_knn", "blae", "blae_former", "higher",
-                     regime=CONVERGED))
+                     regime=_converged(("blae", "blae_former"))))
     out.append(Claim("vs_geoae", "Ours: BLAE beats a geodesic-distance-MSE autoencoder (not a paper baseline) on the "
                      "swiss roll (geodesic k-NN recall)", "swiss_geo_knn", "blae", "geoae", "higher",
-                     regime=CONVERGED))
+                     regime=_converged(("blae", "geoae"))))
     return out
 
 
