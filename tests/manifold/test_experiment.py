@@ -32,8 +32,11 @@ def test_smoke_run_validates_and_resumes(tmp_path):
     assert {tuple(x["arms"]) for x in regimes["swiss_knn_vs_spae"]} == {("blae", "spae")}
     assert {x["name"] for x in regimes["ring_shift_vs_ae"]} == {"converged", "peak_phase_flat", "ring_learned"}
     assert 0 <= blae["mean"]["ring_shift_procrustes"] <= 1
+    loss = [c for c in r["curves"] if c["arm"] == "blae" and c["name"] == "train_loss_swiss"]
+    assert len(loss) == 1 and len(loss[0]["y"]) == 3  # one training objective per epoch (smoke: 3 epochs)
     assert all(c["verdict"] in ("inconclusive", "untestable") for c in r["claims"])  # smoke is never conclusive
-    assert {"embeddings.png", "rank_table.png", "table_swiss.png", "table_ring_n.png"} <= set(r["plots"])
+    assert {"embeddings.png", "rank_table.png", "table_swiss.png", "table_ring_n.png",
+            "curve_train_loss_swiss.png"} <= set(r["plots"])
     emb = blae["extra"]["0"]["embeddings"]["swiss"]
     assert np.asarray(emb["z"]).shape == (60, 2) and len(emb["c"]) == 60
     # finished sets are mid-unit checkpoints: a unit rerun reads them instead of training again

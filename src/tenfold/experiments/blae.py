@@ -216,6 +216,7 @@ def _fit_score(arm: str, name: str, cfg, seed: int, *, mult: float = 1.0, n_test
     m = evaluate_embedding(Xte, Z, X_hat=X_hat, ks=ks, geodesic=True, n_graph_neighbors=cfg.metric_neighbors)
     m["fit_s"] = fit_s
     if hasattr(est, "loss_curve_"):
+        m["loss_curve"] = [float(f"{v:.6g}") for v in est.loss_curve_]
         m["loss_rel_change"] = _loss_rel_change(est.loss_curve_)
         m["peak_rel_change"] = _loss_rel_change(_peak_phase(est.loss_curve_, est.epochs))
         m["final_loss"] = float(est.loss_curve_[-1])
@@ -260,7 +261,7 @@ def _tuned_mult(arm: str, cfg, ctx) -> tuple[float, dict]:
 def _run(arm, seed, cfg, ctx):
     _check_config(cfg)
     mult, tuning = _tuned_mult(arm.name, cfg, ctx)
-    metrics, per_set, embeddings = {}, {}, {}
+    metrics, per_set, embeddings, curves = {}, {}, {}, {}
     for name in ctx.progress(_sets(cfg), desc=f"{arm.name} sets"):
         done = ctx.work_dir / f"{name}.json"  # a finished set is a mid-unit checkpoint
         if done.exists():
@@ -269,7 +270,12 @@ def _run(arm, seed, cfg, ctx):
             m, Z, colour, cname = _fit_score(arm.name, name, cfg, seed, mult=mult)
             rec = {"metrics": m, "z": np.round(Z, 5).tolist(), "c": np.round(colour, 3).tolist(), "cname": cname}
             atomic_write_json(done, rec)
-        m = per_set[name] = rec["metrics"]
+        m = dict(rec["metrics"])
+        loss = m.pop("loss_curve", None)
+        if loss:  # the training objective per epoch: what the convergence checks read
+            curves[f"train_loss_{name}"] = {"x": list(range(1, len(loss) + 1)), "y": loss, "xlabel": "epoch",
+                                            "ylabel": f"training objective, {name}", "logy": True}
+        per_set[name] = m
         if seed == EMBED_SEED:
             embeddings[name] = {"z": np.round(np.asarray(rec["z"]), 4).tolist(), "c": rec["c"], "cname": rec["cname"]}
         for k in ("geo_knn", "geo_kl0.01", "geo_kl0.1", "geo_kl1", "knn", "kl0.1", "mse"):
@@ -285,7 +291,8 @@ def _run(arm, seed, cfg, ctx):
             _, _, disparity = procrustes(zu, np.asarray(rec["z"]))
             metrics["ring_shift_procrustes"] = float(disparity)
     metrics["lam_mult"] = mult
-    return UnitResult(metrics=metrics, extra={"per_set": per_set, "embeddings": embeddings, "tuning": tuning})
+    return UnitResult(metrics=metrics, curves=curves,
+                      extra={"per_set": per_set, "embeddings": embeddings, "tuning": tuning})
 
 
 def _derive(units: dict, cfg) -> dict:
