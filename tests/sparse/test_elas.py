@@ -229,6 +229,50 @@ def test_other_errors():
     assert resolve_backend("auto", torch.randn(64, 64)) == "reference"  # CPU: quiet fallback
 
 
+def _tiny(kind: str):
+    """A tiny randomly initialised model of another HF family (issue 24: every Llama-layout model, others refused)."""
+    import transformers as tf
+
+    small = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)
+    torch.manual_seed(0)
+    if kind == "qwen2":
+        return tf.Qwen2ForCausalLM(tf.Qwen2Config(**small))
+    if kind == "mistral":
+        return tf.MistralForCausalLM(tf.MistralConfig(**small))
+    if kind == "gemma":  # Llama's names, but a GELU gate
+        return tf.GemmaForCausalLM(tf.GemmaConfig(**small, head_dim=16))
+    return tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=256, n_embd=64, n_layer=2, n_head=4))
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "mistral"])
+def test_llama_layout_families_convert_train_and_round_trip(kind, tmp_path):
+    model = elasify(_tiny(kind), rank=8, warmup_steps=0)
+    layer = model.model.layers[0]
+    assert type(layer.mlp).__name__ == "SquaredReLUFFN" and type(layer.self_attn.q_proj).__name__ == "LowRankLinear"
+    if kind == "qwen2":
+        assert layer.self_attn.q_proj.B.bias is not None  # Qwen2's q/k/v biases are kept
+    ids = torch.randint(0, 256, (2, 16))
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    assert torch.isfinite(loss) and layer.mlp.up.A.weight.grad is not None
+    save_elas(model, tmp_path)
+    back = load_elas(tmp_path)
+    assert type(back).__name__ == type(model).__name__
+    with torch.no_grad():
+        assert torch.equal(back(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("kind,match", [("gpt2", "does not have the Llama layout elasify needs"),
+                                        ("gemma", "gates its MLP with 'gelu")])
+def test_other_layouts_are_refused_naming_what_is_needed(kind, match):
+    model = _tiny(kind)
+    before = [type(m) for m in model.modules()]
+    with pytest.raises(UserError, match=match):
+        elasify(model, rank=8)
+    assert [type(m) for m in model.modules()] == before
+
+
 def test_elas_config_defaults_are_the_papers():
     cfg = ElasConfig()
     assert cfg.warmup_steps == 1000 and cfg.ffn == "srelu24" and cfg.grad == "ste" and cfg.inner_act == ""

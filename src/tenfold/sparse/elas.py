@@ -420,7 +420,7 @@ def _copy_linear(lin: nn.Linear) -> nn.Linear:
 # ---- config and module swaps --------------------------------------------------------------------------
 @dataclass
 class ElasConfig:
-    """How `elasify` converts a LlamaForCausalLM (saved next to the HF checkpoint as elas_config.json)."""
+    """How `elasify` converts a Llama-layout causal LM (saved next to the HF checkpoint as elas_config.json)."""
 
     rank: int = field(0, help="factor rank r for every target linear (0 = hidden_size // 2; paper: 256 at d=512)")
     ffn: str = field("srelu24", help="FFN form: srelu24 (ELAS), srelu (squared ReLU, no 2:4), swiglu (keep LlamaMLP)")
@@ -450,30 +450,55 @@ def _set_module(root: nn.Module, fqn: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, new)
 
 
-def _find_targets(model: nn.Module, patterns: Sequence[str]) -> list[tuple[str, nn.Module]]:
-    from transformers.models.llama.modeling_llama import LlamaMLP
+def is_gated_mlp(mod: nn.Module) -> bool:
+    """A Llama-layout feed-forward block: `gate_proj`, `up_proj`, `down_proj` as `nn.Linear` (LlamaMLP, Qwen2MLP,
+    MistralMLP, ... all have this shape)."""
+    return all(isinstance(getattr(mod, n, None), nn.Linear) for n in ("gate_proj", "up_proj", "down_proj"))
 
+
+LLAMA_LAYOUT = ("a decoder with `model.layers[i].mlp` blocks holding `gate_proj`/`up_proj`/`down_proj` as "
+                "nn.Linear and a SiLU gate, and attention projections `self_attn.{q,k,v,o}_proj` (Llama, Qwen2, "
+                "Mistral, ...)")
+
+
+def _check_llama_layout(model: nn.Module) -> None:
+    """Refuse, naming what is needed, a model whose blocks do not have the Llama layout."""
+    cfg = getattr(model, "config", None)
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    mlps = [getattr(layer, "mlp", None) for layer in layers] if layers is not None else []
+    act = getattr(cfg, "hidden_act", None)
+    if not mlps or not all(m is not None and is_gated_mlp(m) for m in mlps):
+        raise UserError(f"Invalid model: {type(model).__name__} does not have the Llama layout elasify needs: "
+                        f"{LLAMA_LAYOUT}")
+    if act not in ("silu", "swish"):
+        raise UserError(f"Invalid model: {type(model).__name__} gates its MLP with {act!r}; elasify replaces a "
+                        "SiLU-gated (SwiGLU) FFN, the paper's baseline")
+
+
+def _find_targets(model: nn.Module, patterns: Sequence[str]) -> list[tuple[str, nn.Module]]:
     found = []
     for name, mod in model.named_modules():
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            if not isinstance(mod, (nn.Linear, LlamaMLP)):
+            if not (isinstance(mod, nn.Linear) or is_gated_mlp(mod)):
                 raise UserError(f"Invalid targets: {name!r} is a {type(mod).__name__}; patterns must match "
-                                "nn.Linear or LlamaMLP modules")
+                                "nn.Linear modules or gated MLP blocks (gate_proj/up_proj/down_proj)")
             if not any(name.startswith(f + ".") for f, _ in found):  # a matched MLP owns its linears
                 found.append((name, mod))
     return found
 
 
 def elasify(model: nn.Module, config: ElasConfig | None = None, **overrides) -> nn.Module:
-    """Convert an HF `LlamaForCausalLM` in place into its ELAS (or low-rank baseline) form.
+    """Convert an HF causal LM with the Llama layout (Llama, Qwen2, Mistral, ...) in place into its ELAS (or
+    low-rank baseline) form.
 
-    Matched `nn.Linear`s become `LowRankLinear`; matched `LlamaMLP`s become `SquaredReLUFFN` (ffn
+    Matched `nn.Linear`s become `LowRankLinear`; matched gated MLPs become `SquaredReLUFFN` (ffn
     "srelu24"/"srelu", with low-rank up/down) or keep SwiGLU with low-rank gate/up/down ("swiglu").
     Every check runs before the first swap.
 
     Parameters
     ----------
-    model : transformers.LlamaForCausalLM
+    model : transformers.PreTrainedModel
+        Any causal LM with the Llama layout (see `LLAMA_LAYOUT`); other layouts are refused, naming what is needed.
     config : ElasConfig, optional
     **overrides
         ElasConfig fields (e.g. rank=16, warmup_steps=100).
@@ -490,10 +515,7 @@ def elasify(model: nn.Module, config: ElasConfig | None = None, **overrides) -> 
     >>> type(m.model.layers[0].mlp).__name__, type(m.model.layers[0].self_attn.q_proj).__name__
     ('SquaredReLUFFN', 'LowRankLinear')
     """
-    from transformers import LlamaForCausalLM
-
-    if not isinstance(model, LlamaForCausalLM):
-        raise UserError(f"Invalid model: {type(model).__name__}; elasify supports transformers.LlamaForCausalLM")
+    _check_llama_layout(model)
     cfg = dataclasses.replace(config or ElasConfig(), **overrides)
     cfg.targets = tuple(cfg.targets)
     cfg.validate()
@@ -574,16 +596,16 @@ def save_elas(model: nn.Module, path: str | Path) -> Path:
 
 
 def load_elas(path: str | Path) -> nn.Module:
-    """Rebuild a model saved by `save_elas`: HF config -> LlamaForCausalLM -> elasify -> load weights."""
+    """Rebuild a model saved by `save_elas`: HF config -> its causal-LM class -> elasify -> load weights."""
     from safetensors.torch import load_file
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
     if not (path / CONFIG_NAME).exists():
         raise UserError(f"Invalid path: {path} has no {CONFIG_NAME}; save it with save_elas")
     raw = json.loads((path / CONFIG_NAME).read_text())
     cfg = ElasConfig(**{**raw, "targets": tuple(raw["targets"]), "init": "xavier"})  # weights come from the file
-    model = elasify(LlamaForCausalLM(LlamaConfig.from_pretrained(path)), cfg)
+    model = elasify(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path)), cfg)
     state = {}
     for f in sorted(path.glob("*.safetensors")):
         state.update(load_file(f))
