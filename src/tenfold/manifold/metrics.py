@@ -140,15 +140,7 @@ def density_kl(X, Z, sigma: float = 0.1) -> float:
     if not sigma > 0:
         raise UserError(f"Invalid sigma: {sigma!r}; expected a number > 0")
     X, Z = _check(X, Z)
-
-    def dens(A):
-        d = squareform(pdist(A))
-        d = d / d.max()
-        p = np.exp(-(d ** 2) / sigma).sum(1)
-        return p / p.sum()
-
-    px, pz = dens(X), dens(Z)
-    return float(np.sum(px * (np.log(px) - np.log(pz))))
+    return _kl_from_distances(squareform(pdist(X)), squareform(pdist(Z)), sigma)
 
 
 # ------------------------------------------------------------------------- k-NN-graph geodesic variants
