@@ -16,6 +16,7 @@ from tenfold.common.seeding import THREAD_VARIABLES
 
 psutil = pytest.importorskip("psutil")
 NEURAL = "blae,blae_former,ae,geoae"  # blae's autoencoder arms: seconds each, and thread-count sensitive
+SWISS = ["--set", "cases=swiss"]  # the point-cloud set only: the ring's MNIST and conv networks add time, not coverage
 
 def _reproduce(args, env_threads: int | None = None, **kw):
     env = dict(os.environ)
@@ -31,7 +32,7 @@ def test_same_units_give_identical_numbers_with_1_or_2_threads_in_the_environmen
     runs = {}
     for n, jobs in ((1, 1), (2, 2)):  # the second also runs two units side by side (blae declares parallel_units)
         done = _reproduce(["blae", "--mode", "smoke", "--out", str(tmp_path / f"t{n}"), "--jobs", str(jobs),
-                           "--arms", NEURAL], env_threads=n)
+                           "--arms", NEURAL, *SWISS], env_threads=n)
         assert done.returncode == 0, done.stdout + done.stderr
         runs[n] = json.loads((tmp_path / f"t{n}" / "blae" / "results.json").read_text())
         assert runs[n]["environment"]["threads"] == 2 and runs[n]["environment"]["workers"] == jobs
@@ -44,7 +45,8 @@ def test_same_units_give_identical_numbers_with_1_or_2_threads_in_the_environmen
 def test_sigterm_stops_within_seconds_and_the_rerun_keeps_finished_units(tmp_path):
     out = tmp_path / "r"
     proc = subprocess.Popen([sys.executable, "-m", "tenfold", "reproduce", "blae", "--mode", "smoke", "--out", str(out),
-                             "--arms", NEURAL, "--no-progress", "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--arms", NEURAL, *SWISS, "--no-progress", "--no-report"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
@@ -65,7 +67,7 @@ def test_sigterm_stops_within_seconds_and_the_rerun_keeps_finished_units(tmp_pat
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("blae/units/*.json")}
     assert kept
-    done = _reproduce(["blae", "--mode", "smoke", "--out", str(out), "--arms", NEURAL])
+    done = _reproduce(["blae", "--mode", "smoke", "--out", str(out), "--arms", NEURAL, *SWISS])
     assert done.returncode == 0, done.stdout + done.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("blae/units/*.json") if p.name in kept} == kept
     res = json.loads((out / "blae" / "results.json").read_text())
