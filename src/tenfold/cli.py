@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -189,16 +190,24 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out if args.out is not None else "results" if args.mode == "quick" else f"results-{args.mode}")
     if out.exists() and not out.is_dir():
         raise UserError(f"Invalid --out {str(out)!r}: it is a file, not a folder")
-    experiments = [(m, m.load()) for m in infos]
-    for _, exp in experiments:  # config errors and folders holding other runs surface before any work
-        cfg = resolve_config(exp, args.mode, args.set)
-        names = [a.name for a in exp.arms(cfg)]
-        if only_arms is not None and (not only_arms or set(only_arms) - set(names)):
-            raise UserError(f"Invalid --arms {args.arms!r}; expected a comma-separated subset of: {', '.join(names)}")
-        if not args.fresh:
-            check_compatible(out / exp.name, args.mode, fingerprint(cfg, args.mode),
-                             args.seeds or exp.seeds[args.mode], args.threads)
-    _check_writable(out)
+    missing = [a for a in (out.absolute(), *out.absolute().parents) if not a.exists()]
+    created = min(missing, key=lambda a: len(a.parts)) if missing else None  # the top folder mkdir will make
+    _check_writable(out)  # before loading the experiments (seconds): an unwritable --out fails at once
+    try:
+        experiments = [(m, m.load()) for m in infos]
+        for _, exp in experiments:  # config errors and folders holding other runs surface before any work
+            cfg = resolve_config(exp, args.mode, args.set)
+            names = [a.name for a in exp.arms(cfg)]
+            if only_arms is not None and (not only_arms or set(only_arms) - set(names)):
+                raise UserError(f"Invalid --arms {args.arms!r}; expected a comma-separated subset of: "
+                                f"{', '.join(names)}")
+            if not args.fresh:
+                check_compatible(out / exp.name, args.mode, fingerprint(cfg, args.mode),
+                                 args.seeds or exp.seeds[args.mode], args.threads)
+    except BaseException:
+        if created is not None:  # a failed check leaves no folder behind: remove what the writability check made
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     from tenfold.common.device import default_device
 
     device = default_device()
