@@ -1,5 +1,6 @@
-"""Shared plumbing of the tiny byte-level LM pre-training reproductions (MoLS, ELAS): data splits, batches,
-fixed validation windows, evaluation with divergence capping, and the warm-up + cosine schedule."""
+"""Shared plumbing of the tiny LM pre-training reproductions (MoLS, ELAS): data splits (bytes, or the corpus's own
+BPE tokens), batches, fixed validation windows, evaluation with divergence capping, and the warm-up + cosine
+schedule."""
 
 from __future__ import annotations
 
@@ -27,6 +28,24 @@ def byte_lm_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return _DATA["lm"]
 
 
+def token_lm_data(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """(train, tune_val, test_val, unigram) for the corpus under its own BPE vocabulary (`data.text.bpe_tokens`).
+
+    Same 90/5/5 contiguous split as `byte_lm_data`; `unigram` is the test split's cross-entropy (nats/token) under
+    the training split's unigram distribution: the context-free loss a learning model must beat.
+    """
+    key = f"bpe{vocab_size}"
+    if key not in _DATA:
+        from tenfold.data.text import bpe_tokens, train_val_split, unigram_cross_entropy
+
+        train, val = train_val_split(bpe_tokens(vocab_size), 0.1)
+        half = len(val) // 2
+        _DATA[key] = (torch.from_numpy(train.astype(np.int64)), torch.from_numpy(val[:half].astype(np.int64)),
+                      torch.from_numpy(val[half:].astype(np.int64)),
+                      unigram_cross_entropy(train, val[half:], vocab_size))
+    return _DATA[key]
+
+
 def random_batch(tokens: torch.Tensor, seq_len: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     """(batch_size, seq_len) windows at uniformly random offsets drawn from `gen`."""
     idx = torch.randint(0, len(tokens) - seq_len - 1, (batch_size,), generator=gen)
@@ -40,12 +59,13 @@ def val_windows(tokens: torch.Tensor, seq_len: int, batch_size: int, n_batches: 
 
 
 @torch.no_grad()
-def evaluate(model, windows) -> float:
-    """Mean next-byte loss (nats/byte) over `windows`; non-finite or worse-than-uniform is capped at UNIFORM_LOSS."""
+def evaluate(model, windows, cap: float = UNIFORM_LOSS) -> float:
+    """Mean next-token loss (nats/token) over `windows`; non-finite or worse-than-uniform is capped at `cap`
+    (the uniform predictor: log 256 for bytes, log V for a V-token vocabulary)."""
     model.eval()
     loss = float(np.mean([model(input_ids=w, labels=w).loss.item() for w in windows]))
     model.train()
-    return loss if math.isfinite(loss) and loss < UNIFORM_LOSS else UNIFORM_LOSS
+    return loss if math.isfinite(loss) and loss < cap else cap
 
 
 def warmup_cosine(step: int, steps: int, warmup_frac: float, floor: float = 0.1) -> float:

@@ -34,7 +34,7 @@ def tiny_llama(size: str = "tiny", vocab_size: int = 256, max_position_embedding
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings,
-                      tie_word_embeddings=True, **{**_pick(LLAMA_SIZES, size), **overrides})
+                      **{"tie_word_embeddings": True, **_pick(LLAMA_SIZES, size), **overrides})
     return LlamaForCausalLM(cfg), cfg
 
 

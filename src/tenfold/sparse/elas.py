@@ -12,8 +12,10 @@ straight-through (or masked) backward and deterministic tie-breaking, a compress
 activation for the backward (and recomputes the pre-activation from the rank-r input), a dense warm-up
 driven by a step counter, `elasify`/`deelasify` on an HF LlamaForCausalLM by fully-qualified name, and
 save/load as an HF checkpoint plus `elas_config.json`. The CUDA sparse GEMM lives in `kernels.py`.
-Not implemented: the LORO Riemannian optimizer (use any torch optimizer), sparse backward GEMMs,
-transposable 2:4 patterns, FP8.
+Defaults follow the paper where a source gives the element (docs/elas.md lists each with its source): Xavier
+factors, rank hidden/4, a squared-ReLU FFN widened 1.5x to SwiGLU's dense parameter count, 1000 dense steps. The
+LORO optimizer the paper trains with is `tenfold.optim.LORO`. Not implemented: sparse backward GEMMs, transposable
+2:4 patterns, FP8.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tenfold.sparse.kernels import BACKENDS, resolve_backend, sparse24_mm
 
 FFN_KINDS = ("srelu24", "srelu", "swiglu")
 GRADS = ("ste", "masked")
-INITS = ("svd", "xavier")
+INITS = ("xavier", "svd")
 INNER_ACTS = ("", "silu")
 DEFAULT_TARGETS = ("model.layers.*.self_attn.*_proj", "model.layers.*.mlp")
 CONFIG_NAME = "elas_config.json"
@@ -228,9 +230,11 @@ class LowRankLinear(nn.Module):
         return self.B(h)
 
     @classmethod
-    def from_dense(cls, linear: nn.Linear, rank: int, init: Literal["svd", "xavier"] = "svd",
+    def from_dense(cls, linear: nn.Linear, rank: int, init: Literal["xavier", "svd"] = "xavier",
                    inner_act: str = "") -> "LowRankLinear":
-        """Factor a dense `nn.Linear`: truncated SVD split as B = U√S, A = √S Vᵀ, or fresh Xavier factors."""
+        """A low-rank layer of `linear`'s shape: fresh Xavier-normal factors (LORO's `--loro_init xavier`, the
+        paper's pre-training init; the dense weights are not used), or the truncated SVD of `linear`'s weight
+        split as B = U√S, A = √S Vᵀ (for converting a trained model)."""
         check_choice("init", init, INITS)
         w = linear.weight
         mod = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None, inner_act=inner_act,
@@ -242,8 +246,8 @@ class LowRankLinear(nn.Module):
                 mod.B.weight.copy_(u[:, :rank] * root)
                 mod.A.weight.copy_(root[:, None] * vh[:rank])
             else:
-                nn.init.xavier_uniform_(mod.A.weight)
-                nn.init.xavier_uniform_(mod.B.weight)
+                nn.init.xavier_normal_(mod.A.weight)  # LORO lowrank_module.py: xavier_normal_ on both factors
+                nn.init.xavier_normal_(mod.B.weight)
             if linear.bias is not None:
                 mod.B.bias.copy_(linear.bias)
         return mod
@@ -392,9 +396,26 @@ class SquaredReLUFFN(nn.Module):
                 "mass_kept": float(kept.sum()) / total if total > 0 else 1.0}
 
     @classmethod
-    def from_dense(cls, mlp: nn.Module, rank: int | None = None, *, init: str = "svd", **kw) -> "SquaredReLUFFN":
-        """From a LlamaMLP: keep up_proj/down_proj (factored when `rank`), drop gate_proj."""
+    def from_dense(cls, mlp: nn.Module, rank: int | None = None, *, init: str = "xavier", width: int | None = None,
+                   **kw) -> "SquaredReLUFFN":
+        """From a gated MLP (LlamaMLP, Qwen2MLP, ...): drop gate_proj; up/down factored when `rank` is given.
+
+        `width` (default: the MLP's intermediate_size) sets the squared-ReLU width; a different width builds
+        fresh up/down layers (Xavier factors, or dense layers drawn with the std of the MLP's own weights), so it
+        is refused with init="svd", which factors the MLP's weights.
+        """
         up, down = mlp.up_proj, mlp.down_proj
+        if width is not None and width != up.out_features:
+            if init == "svd":
+                raise UserError(f"Invalid init: 'svd' factors the MLP's own {up.out_features}-wide weights and "
+                                f"cannot give width {width}; use init='xavier' or the MLP's width (ffn_mult=1)")
+            w = up.weight
+            new_up = nn.Linear(up.in_features, width, bias=False, device=w.device, dtype=w.dtype)
+            new_down = nn.Linear(width, down.out_features, bias=False, device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                new_up.weight.normal_(0.0, float(up.weight.float().std()))
+                new_down.weight.normal_(0.0, float(down.weight.float().std()))
+            up, down = new_up, new_down
         if rank is not None:
             up, down = LowRankLinear.from_dense(up, rank, init), LowRankLinear.from_dense(down, rank, init)
         else:
@@ -417,17 +438,53 @@ def _copy_linear(lin: nn.Linear) -> nn.Linear:
     return new
 
 
+@torch.no_grad()
+def ffn_activation_bytes(ffn: nn.Module, x: Tensor) -> int:
+    """Bytes of the FFN's intermediate activation as its backward stores it: the paper's memory metric (Table 2).
+
+    For a `SquaredReLUFFN` with 2:4 active this is the compressed form the fused core saves (values + 4-bit
+    metadata, 9/16 of the dense bf16 bytes); without 2:4, the dense relu(u)² tensor; for a gated (SwiGLU) MLP, the
+    dense silu(gate)·up tensor fed to down_proj. Other saved tensors (inputs, rank-r intermediates) are not
+    counted: `saved_tensor_bytes` measures everything.
+
+    Parameters
+    ----------
+    ffn : SquaredReLUFFN or a gated MLP (gate_proj/up_proj/down_proj, dense or `LowRankLinear`)
+    x : Tensor of shape (..., hidden)
+
+    Returns
+    -------
+    int
+    """
+    x = x.reshape(-1, x.shape[-1])
+    if isinstance(ffn, SquaredReLUFFN):
+        a = squared_relu(ffn.up(x))
+        if ffn.sparse_active:
+            values, meta = compress_24(a)
+            return values.nbytes + meta.nbytes
+        return a.nbytes
+    if all(isinstance(getattr(ffn, n, None), nn.Module) for n in ("gate_proj", "up_proj", "down_proj")):
+        return (F.silu(ffn.gate_proj(x)) * ffn.up_proj(x)).nbytes  # dense or low-rank (LORO, CoLA) projections
+    raise UserError(f"Invalid ffn: {type(ffn).__name__}; expected a SquaredReLUFFN or a gated MLP")
+
+
 # ---- config and module swaps --------------------------------------------------------------------------
 @dataclass
 class ElasConfig:
     """How `elasify` converts a Llama-layout causal LM (saved next to the HF checkpoint as elas_config.json)."""
 
-    rank: int = field(0, help="factor rank r for every target linear (0 = hidden_size // 2; paper: 256 at d=512)")
+    rank: int = field(0, help="factor rank r for every target linear (0 = hidden_size // 4: the paper's 128/256/256/"
+                              "512 at d = 512/768/1024/2048, inferred from its parameter counts and the first "
+                              "author's benchmark ranks)")
     ffn: str = field("srelu24", help="FFN form: srelu24 (ELAS), srelu (squared ReLU, no 2:4), swiglu (keep LlamaMLP)")
+    ffn_mult: float = field(1.5, help="squared-ReLU width as a multiple of intermediate_size, rounded to a multiple of "
+                                      "4 (1.5: the first author's code, the dense SwiGLU's parameter count without "
+                                      "the gate; 1.0: the earlier same-width form); not used by ffn='swiglu'")
     warmup_steps: int = field(1000, help="dense steps before 2:4 starts (paper: 1000; 0 diverged at 60M)")
     targets: tuple[str, ...] = field(DEFAULT_TARGETS, help="fnmatch patterns over module FQNs: Linears and LlamaMLPs")
     inner_act: str = field("", help="'' = LORO factors B·A; 'silu' = CoLA's B·σ(A·x) (baseline only)")
-    init: str = field("svd", help="factor init from the dense weights: truncated SVD, or fresh Xavier (LORO)")
+    init: str = field("xavier", help="factor init: fresh Xavier-normal (LORO, the paper's pre-training) or the "
+                                     "truncated SVD of the model's weights (converting a trained model)")
     grad: str = field("ste", help="backward of the 2:4 mask: straight-through (paper) or masked")
     backend: str = field("auto", help="sparse GEMM: auto (CUDA when usable), reference (masked dense), cuda")
 
@@ -441,8 +498,19 @@ class ElasConfig:
             raise UserError(f"Invalid warmup_steps: {self.warmup_steps!r}; expected an int >= 0")
         if not self.targets:
             raise UserError("Invalid targets: empty; expected fnmatch patterns such as " + repr(DEFAULT_TARGETS))
+        if isinstance(self.ffn_mult, bool) or not isinstance(self.ffn_mult, (int, float)) or not self.ffn_mult > 0:
+            raise UserError(f"Invalid ffn_mult: {self.ffn_mult!r}; expected a number > 0 (paper: 1.5)")
+        if self.init == "svd" and self.ffn != "swiglu" and self.ffn_mult != 1:
+            raise UserError(f"Invalid init: 'svd' factors the model's own MLP weights, which keep intermediate_size; "
+                            f"with ffn_mult={self.ffn_mult} use init='xavier', or ffn_mult=1.0")
         if self.inner_act and self.ffn != "swiglu":
             raise UserError(f"Invalid inner_act: {self.inner_act!r} is a CoLA baseline and needs ffn='swiglu'")
+
+
+def ffn_width(intermediate_size: int, mult: float) -> int:
+    """The squared-ReLU FFN width for a SwiGLU `intermediate_size`: unchanged at mult 1, else mult x it rounded to a
+    multiple of 4 (2:4 groups)."""
+    return intermediate_size if mult == 1 else max(4, int(round(mult * intermediate_size / 4)) * 4)
 
 
 def _set_module(root: nn.Module, fqn: str, new: nn.Module) -> None:
@@ -519,7 +587,7 @@ def elasify(model: nn.Module, config: ElasConfig | None = None, **overrides) -> 
     cfg = dataclasses.replace(config or ElasConfig(), **overrides)
     cfg.targets = tuple(cfg.targets)
     cfg.validate()
-    rank = cfg.rank or model.config.hidden_size // 2
+    rank = cfg.rank or model.config.hidden_size // 4
     targets = _find_targets(model, cfg.targets)
     if not targets:
         raise UserError(f"Invalid targets: {cfg.targets!r} match no module of {type(model).__name__}")
@@ -527,9 +595,11 @@ def elasify(model: nn.Module, config: ElasConfig | None = None, **overrides) -> 
         lins = [mod] if isinstance(mod, nn.Linear) else [mod.gate_proj, mod.up_proj, mod.down_proj]
         for lin in lins:
             _check_rank(rank, lin.in_features, lin.out_features, name)
-        if not isinstance(mod, nn.Linear) and cfg.ffn == "srelu24" and mod.up_proj.out_features % 4:
-            raise UserError(f"Invalid intermediate_size: {mod.up_proj.out_features} at {name} is not divisible "
-                            "by 4 (2:4 groups)")
+        if not isinstance(mod, nn.Linear) and cfg.ffn != "swiglu":
+            width = ffn_width(mod.up_proj.out_features, cfg.ffn_mult)
+            _check_rank(rank, mod.up_proj.in_features, width, name)
+            if cfg.ffn == "srelu24" and width % 4:
+                raise UserError(f"Invalid intermediate_size: {width} at {name} is not divisible by 4 (2:4 groups)")
     for name, mod in targets:
         if isinstance(mod, nn.Linear):
             new = LowRankLinear.from_dense(mod, rank, cfg.init, cfg.inner_act)
@@ -538,7 +608,9 @@ def elasify(model: nn.Module, config: ElasConfig | None = None, **overrides) -> 
                 setattr(mod, proj, LowRankLinear.from_dense(getattr(mod, proj), rank, cfg.init, cfg.inner_act))
             continue
         else:
-            new = SquaredReLUFFN.from_dense(mod, rank, init=cfg.init, sparse=cfg.ffn == "srelu24",
+            new = SquaredReLUFFN.from_dense(mod, rank, init=cfg.init, width=ffn_width(mod.up_proj.out_features,
+                                                                                      cfg.ffn_mult),
+                                            sparse=cfg.ffn == "srelu24",
                                             warmup_steps=cfg.warmup_steps, grad=cfg.grad, backend=cfg.backend)
         _set_module(model, name, new)
     model.elas_config = dataclasses.replace(cfg, rank=rank)
@@ -604,6 +676,7 @@ def load_elas(path: str | Path) -> nn.Module:
     if not (path / CONFIG_NAME).exists():
         raise UserError(f"Invalid path: {path} has no {CONFIG_NAME}; save it with save_elas")
     raw = json.loads((path / CONFIG_NAME).read_text())
+    raw.setdefault("ffn_mult", 1.0)  # checkpoints written before ffn_mult existed used the SwiGLU width
     cfg = ElasConfig(**{**raw, "targets": tuple(raw["targets"]), "init": "xavier"})  # weights come from the file
     model = elasify(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path)), cfg)
     state = {}
@@ -653,4 +726,5 @@ def count_params(model: nn.Module) -> int:
 
 __all__ = ["mask_24", "compress_24", "decompress_24", "sparse24", "Sparse24", "squared_relu", "LowRankLinear",
            "SquaredReLUFFN", "ElasConfig", "elasify", "deelasify", "ffn_modules", "set_step", "advance",
-           "attach_warmup", "save_elas", "load_elas", "saved_tensor_bytes", "count_params"]
+           "attach_warmup", "save_elas", "load_elas", "saved_tensor_bytes", "count_params", "ffn_activation_bytes",
+           "ffn_width", "is_gated_mlp"]
