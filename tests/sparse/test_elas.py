@@ -401,3 +401,55 @@ def test_experiment_arms_cover_the_issue():
             assert isinstance(mlp, SquaredReLUFFN) and mlp.up.out_features == ffn_width(_sizes(cfg)["intermediate_size"], 1.5)
             assert mlp.warmup_steps == {"elas_warm0": 0}.get(kind, int(round(0.1 * cfg.steps))) or kind == "elas_no24"
             assert mlp.sparse == (kind != "elas_no24")
+
+
+def test_benchmark_measures_the_papers_ratios(tmp_path, capsys):
+    """`tenfold bench elas_memory`: bf16 activation ratio 9/16 vs no 2:4, and 1.5 x 9/16 vs LORO's SwiGLU (the
+    widened FFN); inference timings of every form against full rank, in one run."""
+    from tenfold.cli import main
+
+    out = tmp_path / "b.json"
+    code = main(["bench", "elas_memory", "--widths", "64:176", "--tokens", "64", "--repeats", "1", "--seq", "8",
+                 "--batches", "1,2", "--out", str(out)])
+    w = json.loads(out.read_text())["per_width"]["64x176"]
+    assert code == 0 and w["rank"] == 16
+    assert w["act_ratio_elas_vs_no24"] == pytest.approx(9 / 16)
+    assert w["act_ratio_elas_vs_lowrank_swiglu"] == pytest.approx(264 / 176 * 9 / 16)
+    assert set(w["speed"]["speedup_vs_fullrank"]) == {"fullrank_swiglu", "lowrank_swiglu", "cola", "lowrank_srelu",
+                                                      "elas"}
+
+
+def test_docs_and_readme_examples_run(tmp_path, monkeypatch):
+    """The Component API example of docs/elas.md and the README's ELAS snippet run as written."""
+    import re
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)  # the README snippet saves a checkpoint in the working folder
+    root = Path(__file__).resolve().parents[2]
+    docs = re.findall(r"```python\n(.*?)```", (root / "docs" / "elas.md").read_text(), re.S)
+    readme = [b for b in re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
+              if "from tenfold.sparse import" in b]
+    assert docs and readme
+    for block in (docs[0].replace("/tmp/elas-ckpt", str(tmp_path / "ck")), readme[0]):
+        scope: dict = {}
+        exec(compile(block, "<example>", "exec"), scope)  # noqa: S102 - our own documentation
+        assert type(scope["model"].model.layers[0].mlp).__name__ == "SquaredReLUFFN"
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_inference_path_matches_training_forward(sparse):
+    """Under no_grad the fused core builds no compressed copy (inference timing measures the FFN, not training
+    bookkeeping), with the same output."""
+    torch.manual_seed(0)
+    ffn = SquaredReLUFFN(LowRankLinear(32, 64, 8), LowRankLinear(64, 32, 8), sparse=sparse)
+    x = torch.randn(5, 32)
+    y_train = ffn(x)
+    with torch.no_grad():
+        y_infer = ffn(x)
+    assert torch.equal(y_train.detach(), y_infer)
+
+
+def test_cola_init_std():
+    torch.manual_seed(0)
+    low = LowRankLinear.from_dense(nn.Linear(256, 512, bias=False), 64, init="cola", inner_act="silu")
+    assert low.A.weight.std().item() == pytest.approx(64 ** -0.25 * (256 + 512) ** -0.25, rel=0.05)

@@ -183,9 +183,9 @@ def bpe_tokenizer(vocab_size: int = BPE_VOCAB):
                                   show_progress=False)
     tok.train_from_iterator(_chunks(text, 100_000), trainer=trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = _unique_tmp(path)
     tok.save(str(tmp))
-    tmp.replace(path)
+    tmp.replace(path)  # atomic: parallel workers may train the same vocabulary; the last rename wins, both equal
     return tok
 
 
@@ -201,10 +201,21 @@ def bpe_tokens(vocab_size: int = BPE_VOCAB) -> np.ndarray:
     tok = bpe_tokenizer(vocab_size)
     ids = np.concatenate([np.asarray(e.ids, dtype=np.int32)
                           for e in tok.encode_batch(list(_chunks(text, 100_000)))])
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, ids)
+    tmp = _unique_tmp(path)
+    with open(tmp, "wb") as fh:
+        np.save(fh, ids)
     tmp.replace(path)
     return ids
+
+
+def _unique_tmp(path: Path) -> Path:
+    """A fresh temporary file beside `path` (unique per process, so parallel writers never share one)."""
+    import os
+    import tempfile
+
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
 
 
 def unigram_cross_entropy(train: np.ndarray, test: np.ndarray, vocab_size: int) -> float:

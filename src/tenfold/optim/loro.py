@@ -437,9 +437,10 @@ def loro_lr_lambda(total_steps: int, warmup_steps: int, restart_every: int, rest
     A linear warm-up from `min_lr_ratio` over `warmup_steps`, then cosine decay to `min_lr_ratio`; every
     `restart_every` steps (set it to the optimizer's `refresh_every`) the multiplier drops to ~0 and
     climbs back linearly over `restart_warmup` steps, so the first steps after an Adam-state refresh
-    are small. `lr_adjust_steps` shifts the post-warm-up part (the official scripts pass
-    -warmup_steps, which puts the cosine's start at step 0 and restarts at multiples of
-    `restart_every` also after the warm-up).
+    are small. `lr_adjust_steps` shifts the post-warm-up part: with the official scripts' -warmup_steps
+    (W) the restarts stay at multiples of `restart_every` after the warm-up, and the cosine's progress
+    is (step - 2W) / (total - W), so the multiplier peaks at 1 at step 2W (the warm-up climbs to the
+    cosine's value there) and ends above `min_lr_ratio` (at progress (total - 2W) / (total - W)).
 
     Parameters
     ----------

@@ -37,7 +37,7 @@ from tenfold.sparse.kernels import BACKENDS, resolve_backend, sparse24_mm
 
 FFN_KINDS = ("srelu24", "srelu", "swiglu")
 GRADS = ("ste", "masked")
-INITS = ("xavier", "svd")
+INITS = ("xavier", "svd", "cola")
 INNER_ACTS = ("", "silu")
 DEFAULT_TARGETS = ("model.layers.*.self_attn.*_proj", "model.layers.*.mlp")
 CONFIG_NAME = "elas_config.json"
@@ -230,11 +230,12 @@ class LowRankLinear(nn.Module):
         return self.B(h)
 
     @classmethod
-    def from_dense(cls, linear: nn.Linear, rank: int, init: Literal["xavier", "svd"] = "xavier",
+    def from_dense(cls, linear: nn.Linear, rank: int, init: Literal["xavier", "svd", "cola"] = "xavier",
                    inner_act: str = "") -> "LowRankLinear":
         """A low-rank layer of `linear`'s shape: fresh Xavier-normal factors (LORO's `--loro_init xavier`, the
-        paper's pre-training init; the dense weights are not used), or the truncated SVD of `linear`'s weight
-        split as B = U√S, A = √S Vᵀ (for converting a trained model)."""
+        paper's pre-training init; the dense weights are not used), the truncated SVD of `linear`'s weight
+        split as B = U√S, A = √S Vᵀ (for converting a trained model), or CoLA's init (both factors normal with
+        std r^-1/4 (in + out)^-1/4, so B·A has the variance of a (in + out)^-1/2 dense init)."""
         check_choice("init", init, INITS)
         w = linear.weight
         mod = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None, inner_act=inner_act,
@@ -245,6 +246,10 @@ class LowRankLinear(nn.Module):
                 root = s[:rank].sqrt()
                 mod.B.weight.copy_(u[:, :rank] * root)
                 mod.A.weight.copy_(root[:, None] * vh[:rank])
+            elif init == "cola":
+                std = rank ** -0.25 * (linear.in_features + linear.out_features) ** -0.25
+                mod.A.weight.normal_(0.0, std)
+                mod.B.weight.normal_(0.0, std)
             else:
                 nn.init.xavier_normal_(mod.A.weight)  # LORO lowrank_module.py: xavier_normal_ on both factors
                 nn.init.xavier_normal_(mod.B.weight)
@@ -284,10 +289,15 @@ class _SReLUCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u1, b1, a2, sparse, grad, backend):
+    def forward(ctx, u1, b1, a2, sparse, grad, backend, store=True):
         u = u1 @ b1.t()                                     # (N, d_ff)
         a = torch.relu(u).square()
         ctx.sparse, ctx.grad, ctx.k = sparse, grad, a.shape[-1]
+        if not store:  # inference: nothing is kept for a backward, so no compressed copy is built
+            if sparse:
+                a = a.masked_fill(~mask_24(a), 0)
+                return sparse24_mm(a, a2) if resolve_backend(backend, a) == "cuda" else a @ a2.t()
+            return a @ a2.t()
         if sparse:
             values, meta, keep = _compress(a)
             s = a.masked_fill(~keep, 0)
@@ -312,7 +322,7 @@ class _SReLUCore(torch.autograd.Function):
             ds = ds.masked_fill(s == 0, 0)  # kept zeros have relu(u) = 0, so s == 0 is the mask where it matters
         r = torch.relu(u1 @ b1.t())                          # recomputed relu(u)
         du = ds * 2 * r
-        return du @ b1, du.t() @ u1, da2, None, None, None
+        return du @ b1, du.t() @ u1, da2, None, None, None, None
 
 
 class SquaredReLUFFN(nn.Module):
@@ -376,8 +386,11 @@ class SquaredReLUFFN(nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])                     # (N, d)
         if self._fused():
-            z = _SReLUCore.apply(self.up.A(x), self.up.B.weight, self.down.A.weight, self.sparse_active,
-                                 self.grad, self.backend)  # (N, r)
+            u1 = self.up.A(x)
+            store = torch.is_grad_enabled() and (u1.requires_grad or self.up.B.weight.requires_grad
+                                                 or self.down.A.weight.requires_grad)
+            z = _SReLUCore.apply(u1, self.up.B.weight, self.down.A.weight, self.sparse_active,
+                                 self.grad, self.backend, store)  # (N, r)
             y = self.down.B(z)
         else:
             a = squared_relu(self.up(x))
@@ -483,8 +496,8 @@ class ElasConfig:
     warmup_steps: int = field(1000, help="dense steps before 2:4 starts (paper: 1000; 0 diverged at 60M)")
     targets: tuple[str, ...] = field(DEFAULT_TARGETS, help="fnmatch patterns over module FQNs: Linears and LlamaMLPs")
     inner_act: str = field("", help="'' = LORO factors B·A; 'silu' = CoLA's B·σ(A·x) (baseline only)")
-    init: str = field("xavier", help="factor init: fresh Xavier-normal (LORO, the paper's pre-training) or the "
-                                     "truncated SVD of the model's weights (converting a trained model)")
+    init: str = field("xavier", help="factor init: fresh Xavier-normal (LORO, the paper's pre-training), the "
+                                     "truncated SVD of the model's weights (converting a trained model), or CoLA's")
     grad: str = field("ste", help="backward of the 2:4 mask: straight-through (paper) or masked")
     backend: str = field("auto", help="sparse GEMM: auto (CUDA when usable), reference (masked dense), cuda")
 
