@@ -2,12 +2,14 @@
 
 The parameters are those of the tiny LLaMA (`tenfold.models.hf_tiny.tiny_llama`, untied head), with fixed
 random gradients. Step times are the median over interleaved repeats of `--steps` steps (so drift on a
-shared machine hits both alike); the ratio is MoLS / AdamW, also as the median of
-per-repeat ratios. `mols_no_refresh` (K never due) isolates the step kernels from the SNR refresh. State memory counts the bytes of every tensor in
-`optimizer.state` plus, for MoLS, the per-module floats it keeps in its param groups.
+shared machine hits both alike), also as the median of per-repeat ratios.
+`mols`: the calibrated MoLS after its calibration (torch's Adam kernel per module-type multiplier);
+`mols_calibrating`: its steps during calibration (AdamW plus the gradient sums), the one-off cost;
+`mols_dynamic` / `mols_dynamic_no_refresh`: the earlier dynamic variant (SNR refresh every K / never).
+State memory counts the bytes of every tensor in `optimizer.state`.
 
-Usage: python benchmarks/mols_step_time.py [--size tiny] [--interval 10] [--steps 50] [--repeats 7] [--out f.json]
-Target from the issue: ratio <= 1.05 at K=10; state = AdamW's + O(number of modules) floats.
+Usage: tenfold bench mols_step_time [--size tiny] [--interval 10] [--steps 50] [--repeats 7] [--out f.json]
+Target (issue 23): the calibrated MoLS's post-calibration step <= 1.02x AdamW(foreach=True).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _time(opt, steps: int) -> float:
 
 
 def main(argv=None) -> dict:
-    from tenfold.optim import MoLS
+    from tenfold.optim import MoLS, MoLSDynamic
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="tiny", choices=("debug", "tiny", "small"))
@@ -59,12 +61,17 @@ def main(argv=None) -> dict:
 
     named = _params(args.size)
     params = [p for _, p in named]
+    calibrated = MoLS(named, lr=1e-3, foreach=True, calibration_steps=2)
+    for _ in range(2):
+        calibrated.step()  # calibrated on the fixed gradients: multipliers fixed from here on
     opts = {
         "adamw_foreach": torch.optim.AdamW(params, lr=1e-3, foreach=True),
         "adamw_forloop": torch.optim.AdamW(params, lr=1e-3, foreach=False),
-        "mols": MoLS(named, lr=1e-3, interval=args.interval, warmup_steps=0),
+        "mols": calibrated,
+        "mols_calibrating": MoLS(named, lr=1e-3, foreach=True, calibration_steps=10**9),
+        "mols_dynamic": MoLSDynamic(named, lr=1e-3, interval=args.interval, warmup_steps=0),
         # the same optimizer with the SNR refresh never due: separates the step kernels from the refresh cost
-        "mols_no_refresh": MoLS(named, lr=1e-3, interval=10**9, warmup_steps=0),
+        "mols_dynamic_no_refresh": MoLSDynamic(named, lr=1e-3, interval=10**9, warmup_steps=0),
     }
     with torch.no_grad():
         backup = [p.detach().clone() for p in params]
@@ -78,7 +85,7 @@ def main(argv=None) -> dict:
         for p, b in zip(params, backup):
             p.copy_(b)
     med = {k: statistics.median(v) for k, v in times.items()}
-    mols = opts["mols"]
+    mols = opts["mols_dynamic"]
     n_modules = len(mols.param_groups)
     extra_floats = 3 * n_modules  # snr, module_scale, mols_step per module
     res = {
@@ -95,7 +102,12 @@ def main(argv=None) -> dict:
         "ratio_vs_adamw_foreach_paired": statistics.median(
             m / a for m, a in zip(times["mols"], times["adamw_foreach"])),
         "ratio_vs_adamw_forloop": med["mols"] / med["adamw_forloop"],
-        "state_bytes": {"adamw": _state_bytes(opts["adamw_foreach"]), "mols": _state_bytes(mols)},
+        "multipliers": calibrated.multipliers,
+        "calibrating_ratio_vs_adamw_foreach": med["mols_calibrating"] / med["adamw_foreach"],
+        "dynamic_ratio_vs_adamw_foreach": med["mols_dynamic"] / med["adamw_foreach"],
+        "target_post_calibration_le_1.02": med["mols"] / med["adamw_foreach"] <= 1.02,
+        "state_bytes": {"adamw": _state_bytes(opts["adamw_foreach"]), "mols": _state_bytes(calibrated),
+                        "mols_dynamic": _state_bytes(mols)},
         "mols_extra_state": {"module_floats": extra_floats,
                              "tensor_bytes_over_adamw": _state_bytes(mols) - _state_bytes(opts["adamw_foreach"])},
     }

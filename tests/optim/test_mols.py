@@ -1,4 +1,4 @@
-"""MoLS: maths against naive references, AdamW/GaLore equivalence, resume, errors, DDP, HF Trainer, smoke run."""
+"""MoLSDynamic (the earlier MoLS variant): maths against naive references, AdamW/GaLore equivalence, resume, errors, DDP, HF Trainer, smoke run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 import pytest
 import torch
 
-from tenfold.optim import MoLS, half_batch_snr, module_key, module_scales, module_snr, spearman
-from tenfold.optim.mols import _module_stats
+from tenfold.optim import MoLSDynamic, half_batch_snr, module_key, module_scales, module_snr, spearman
+from tenfold.optim.mols_dynamic import _module_stats
 
 
 def _net(seed=0):
@@ -38,7 +38,7 @@ def _steps(net, opt, n, seed=1, sched=None):
 def test_scaling_off_is_adamw(kw):
     a, b = _net(), _net()
     ref = torch.optim.AdamW(a.parameters(), foreach=False, **kw)
-    opt = MoLS(b.named_parameters(), scaling=False, interval=1, warmup_steps=0, **kw)
+    opt = MoLSDynamic(b.named_parameters(), scaling=False, interval=1, warmup_steps=0, **kw)
     _steps(a, ref, 25)
     _steps(b, opt, 25)
     for p, q in zip(a.parameters(), b.parameters()):
@@ -57,7 +57,7 @@ def test_foreach_and_forloop_agree(kw):
     for net, fe in zip(nets, (True, False)):
         groups = [{"params": list(net[0].named_parameters()), "lr": kw["lr"] * 2},
                   {"params": list(net[2].named_parameters()), "eps": 1e-6}]
-        opts.append(MoLS(groups, interval=2, warmup_steps=3, foreach=fe, **kw))
+        opts.append(MoLSDynamic(groups, interval=2, warmup_steps=3, foreach=fe, **kw))
     for net, opt in zip(nets, opts):
         _steps(net, opt, 15)
     for p, q in zip(*(n.parameters() for n in nets)):
@@ -71,7 +71,7 @@ def test_unit_scales_equal_adamw_when_all_modules_equal():
     """One module -> its normalised scale is exactly 1, so MoLS with scaling on is AdamW."""
     a, b = _net(), _net()
     ref = torch.optim.AdamW(a.parameters(), lr=1e-2, foreach=False)
-    opt = MoLS([{"params": list(b.parameters()), "module": "all"}], lr=1e-2, interval=2, warmup_steps=0)
+    opt = MoLSDynamic([{"params": list(b.parameters()), "module": "all"}], lr=1e-2, interval=2, warmup_steps=0)
     _steps(a, ref, 12)
     _steps(b, opt, 12)
     assert opt.scales() == {"all": 1.0}
@@ -81,7 +81,7 @@ def test_unit_scales_equal_adamw_when_all_modules_equal():
 
 def test_scale_is_a_multiplier_not_written_into_lr():
     net = _net()
-    opt = MoLS(net.named_parameters(), lr=1e-2, interval=1, warmup_steps=0)
+    opt = MoLSDynamic(net.named_parameters(), lr=1e-2, interval=1, warmup_steps=0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 ** s)
     _steps(net, opt, 5, sched=sched)
     assert all(g["lr"] == pytest.approx(1e-2 * 0.5 ** 5) for g in opt.param_groups)
@@ -158,7 +158,7 @@ def test_module_key_table(name, gran, key):
 
 def test_granularity_groups_and_custom_rules():
     net = _net()
-    opt = MoLS(net.named_parameters(), granularity="type", rules=[("first", ("0.",)), ("second", ("2.",))])
+    opt = MoLSDynamic(net.named_parameters(), granularity="type", rules=[("first", ("0.",)), ("second", ("2.",))])
     assert [g["module"] for g in opt.param_groups] == ["first", "second"]
     assert opt.module_sizes() == {"first": 40, "second": 27}
 
@@ -184,7 +184,7 @@ def test_half_batch_snr_naive_and_spearman():
 
 def test_warmup_keeps_scales_at_one():
     net = _net()
-    opt = MoLS(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=10)
+    opt = MoLSDynamic(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=10)
     _steps(net, opt, 8)
     assert set(opt.scales().values()) == {1.0} and all(v is not None for v in opt.snrs().values())
     _steps(net, opt, 4, seed=2)
@@ -199,7 +199,7 @@ def test_warmup_keeps_scales_at_one():
 ])
 def test_refresh_only_at_multiples_of_interval(interval, refresh_steps):
     net = _net()
-    opt = MoLS(net.named_parameters(), lr=1e-2, interval=interval, warmup_steps=0)
+    opt = MoLSDynamic(net.named_parameters(), lr=1e-2, interval=interval, warmup_steps=0)
     g = torch.Generator().manual_seed(1)
     changed = []
     prev = (opt.snrs(), opt.scales())
@@ -228,7 +228,7 @@ def test_snr_ema_matches_naive_recomputation(snr_beta, first_beta):
     first = {"params": named[:2]}
     if first_beta is not None:  # per-group snr_beta
         first["snr_beta"] = first_beta
-    opt = MoLS([first, {"params": named[2:]}], lr=1e-2, interval=2, warmup_steps=0, snr_beta=snr_beta,
+    opt = MoLSDynamic([first, {"params": named[2:]}], lr=1e-2, interval=2, warmup_steps=0, snr_beta=snr_beta,
                betas=(0.8, 0.95))
     betas = {gr["module"]: gr["snr_beta"] for gr in opt.param_groups}
     assert betas["0.weight"] == (first_beta if first_beta is not None else snr_beta) and betas["2.bias"] == snr_beta
@@ -261,7 +261,7 @@ def test_snr_ema_matches_naive_recomputation(snr_beta, first_beta):
 # ---- checkpoint: bit-identical next step --------------------------------------------------------------
 def test_state_dict_resume_bit_identical(tmp_path):
     net = _net()
-    opt = MoLS(net.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
+    opt = MoLSDynamic(net.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
     _steps(net, opt, 10)
     torch.save({"model": net.state_dict(), "opt": opt.state_dict()}, tmp_path / "ck.pt")
     hist_at_save = copy.deepcopy(opt.history)
@@ -270,7 +270,7 @@ def test_state_dict_resume_bit_identical(tmp_path):
     assert ck["opt"]["mols_history"] == hist_at_save and len(hist_at_save) == 3
     net2 = _net(seed=3)
     net2.load_state_dict(ck["model"])
-    opt2 = MoLS(net2.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
+    opt2 = MoLSDynamic(net2.named_parameters(), lr=1e-2, interval=3, warmup_steps=2)
     opt2.load_state_dict(ck["opt"])
     assert "mols_history" in ck["opt"]  # the caller's dict is left intact
     assert opt2.history == hist_at_save
@@ -284,14 +284,14 @@ def test_state_dict_resume_bit_identical(tmp_path):
 
 def test_state_dict_history_is_a_copy_and_old_dicts_load():
     net = _net()
-    opt = MoLS(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=0)
+    opt = MoLSDynamic(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=0)
     _steps(net, opt, 4)
     sd = opt.state_dict()
     saved = copy.deepcopy(sd["mols_history"])
     _steps(net, opt, 2, seed=2)
     assert sd["mols_history"] == saved and len(opt.history) == len(saved) + 1
     old = {k: v for k, v in sd.items() if k != "mols_history"}  # a state dict from before the key existed
-    opt2 = MoLS(_net().named_parameters(), lr=1e-2, interval=2, warmup_steps=0)
+    opt2 = MoLSDynamic(_net().named_parameters(), lr=1e-2, interval=2, warmup_steps=0)
     opt2.load_state_dict(old)
     assert opt2.history == [] and opt2.snrs() == dict(zip(opt2.snrs(), [g["snr"] for g in sd["param_groups"]]))
 
@@ -305,7 +305,7 @@ def test_galore_mode_scaling_off_matches_galore_adamw():
     gal = dict(rank=3, update_proj_gap=4, scale=0.5, proj_type="std")
     ref = galore.GaLoreAdamW([{"params": [a.weight], **gal}], lr=1e-2, weight_decay=0.1, eps=1e-8,
                              no_deprecation_warning=True)
-    opt = MoLS([{"params": [("weight", b.weight)], **gal}], lr=1e-2, weight_decay=0.1, scaling=False, interval=2)
+    opt = MoLSDynamic([{"params": [("weight", b.weight)], **gal}], lr=1e-2, weight_decay=0.1, scaling=False, interval=2)
     g = torch.Generator().manual_seed(0)
     for _ in range(9):
         x = torch.randn(16, 12, generator=g)
@@ -321,7 +321,7 @@ def _galore_net_and_opt(gal):
     net = torch.nn.Sequential(torch.nn.Linear(12, 10), torch.nn.Tanh(), torch.nn.Linear(10, 6))
     weights = [(n, p) for n, p in net.named_parameters() if p.dim() == 2]
     biases = [(n, p) for n, p in net.named_parameters() if p.dim() == 1]
-    opt = MoLS([{"params": weights, **gal}, {"params": biases}], lr=1e-2, weight_decay=0.1, interval=2,
+    opt = MoLSDynamic([{"params": weights, **gal}, {"params": biases}], lr=1e-2, weight_decay=0.1, interval=2,
                warmup_steps=4)
     return net, opt
 
@@ -379,10 +379,10 @@ def test_galore_mode_scaling_on_moves_scales_and_resumes(tmp_path):
 @pytest.mark.parametrize("key", ["scale", "snr"])
 def test_plot_history_writes_png(tmp_path, key):
     pytest.importorskip("matplotlib")
-    from tenfold.optim.mols import plot_history
+    from tenfold.optim.mols_dynamic import plot_history
 
     net = _net()
-    opt = MoLS(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=2)
+    opt = MoLSDynamic(net.named_parameters(), lr=1e-2, interval=2, warmup_steps=2)
     _steps(net, opt, 8)
     assert len(opt.history) == 4
     path = tmp_path / f"{key}.png"
@@ -409,7 +409,7 @@ def test_plot_history_writes_png(tmp_path, key):
 ])
 def test_errors(kw, match):
     with pytest.raises(ValueError, match=match):
-        MoLS(_net().named_parameters(), **kw)
+        MoLSDynamic(_net().named_parameters(), **kw)
 
 
 @pytest.mark.parametrize("group,match", [
@@ -421,8 +421,8 @@ def test_param_group_settings_are_checked(group, match):
     net = _net()
     named = list(net.named_parameters())
     with pytest.raises(ValueError, match=match):
-        MoLS([{"params": named[:2], "module": "a"}, {"params": named[2:], "module": "b", **group}], lr=1e-2)
-    opt = MoLS(named[:2], lr=1e-2)
+        MoLSDynamic([{"params": named[:2], "module": "a"}, {"params": named[2:], "module": "b", **group}], lr=1e-2)
+    opt = MoLSDynamic(named[:2], lr=1e-2)
     with pytest.raises(ValueError, match=match):
         opt.add_param_group({"params": named[2:], "module": "b", **group})
 
@@ -430,7 +430,7 @@ def test_param_group_settings_are_checked(group, match):
 def test_add_param_group_and_per_group_interval():
     net = _net()
     named = list(net.named_parameters())
-    opt = MoLS(named[:2], lr=1e-2, interval=1, warmup_steps=0)
+    opt = MoLSDynamic(named[:2], lr=1e-2, interval=1, warmup_steps=0)
     opt.add_param_group({"params": named[2:], "module": "late", "interval": 2})
     assert opt.param_groups[-1]["module"] == "late" and opt.param_groups[-1]["lr"] == 1e-2
     for _ in range(3):
@@ -442,12 +442,12 @@ def test_add_param_group_and_per_group_interval():
 
 def test_strict_needs_names():
     with pytest.raises(ValueError, match="strict=True needs names"):
-        MoLS(list(_net().parameters()), strict=True)
+        MoLSDynamic(list(_net().parameters()), strict=True)
 
 
 def test_sparse_gradients_refused_before_any_change():
     emb = torch.nn.Embedding(10, 3, sparse=True)
-    opt = MoLS(emb.named_parameters(), lr=0.1)
+    opt = MoLSDynamic(emb.named_parameters(), lr=0.1)
     before = emb.weight.detach().clone()
     emb(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(RuntimeError, match="sparse gradients"):
@@ -457,7 +457,7 @@ def test_sparse_gradients_refused_before_any_change():
 
 def test_empty_params_refused():
     with pytest.raises(ValueError, match="empty"):
-        MoLS([])
+        MoLSDynamic([])
 
 
 # ---- DDP: every rank ends with identical scales -------------------------------------------------------
@@ -476,6 +476,11 @@ def test_ddp_two_ranks_identical_scales(tmp_path):
     assert any(s != 1.0 for s in r0["scales"].values())
     for a, b in zip(r0["w"], r1["w"]):
         assert torch.equal(a, b)
+    # the calibrated MoLS: DDP averages the gradients before step, so every rank fixes the same multipliers
+    assert r0["multipliers"] == r1["multipliers"] and r0["cal_snrs"] == r1["cal_snrs"]
+    assert set(r0["multipliers"]) == {"embed", "mlp", "other"}
+    for a, b in zip(r0["cal_w"], r1["cal_w"]):
+        assert torch.equal(a, b)
 
 
 # ---- HF Trainer: MoLS through optimizers=(opt, sched) -------------------------------------------------
@@ -489,7 +494,7 @@ def test_hf_trainer_example(tmp_path):
     data = [{"input_ids": torch.randint(0, 256, (16,)), "labels": None} for _ in range(16)]
     for d in data:
         d["labels"] = d["input_ids"]
-    opt = MoLS(model.named_parameters(), lr=3e-3, interval=2, warmup_steps=2)
+    opt = MoLSDynamic(model.named_parameters(), lr=3e-3, interval=2, warmup_steps=2)
     sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=2, num_training_steps=8)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=2,
                              report_to=[], logging_steps=4, save_strategy="no", use_cpu=True, disable_tqdm=True)
