@@ -14,8 +14,9 @@ Implemented: `MoLS`, a `torch.optim.AdamW` subclass. During the first `calibrati
 accumulates, per module type, the sum and squared norm of the minibatch gradients; it then fixes one multiplier
 per type and from then on runs torch's own Adam kernel (foreach or fused) once per (param group, multiplier)
 with lr x multiplier. The user's param groups stay as given, so schedulers and `param_groups` behave as AdamW's.
-Not implemented: GaLore projection inside MoLS (compose GaLore with `type_multipliers` on its groups instead),
-AMSGrad (refused), sparse gradients (refused).
+A param group with a "rank" key (plus "update_proj_gap", "scale", "proj_type", as `galore_torch.GaLoreAdamW`'s
+groups) runs GaLoreAdamW's update for its tensors, with the same multipliers (the calibration sees the full
+gradients). Not implemented: AMSGrad (refused), sparse gradients (refused).
 """
 
 from __future__ import annotations
@@ -191,6 +192,10 @@ class MoLS(torch.optim.AdamW):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=False,
                          maximize=maximize, foreach=foreach, fused=fused)
         for gi, g in enumerate(self.param_groups):
+            if "rank" in g:  # a GaLore group: GaLoreAdamW's own defaults for the projector keys
+                g.setdefault("update_proj_gap", 200)
+                g.setdefault("scale", 0.25)
+                g.setdefault("proj_type", "std")
             names = g.get("param_names")
             if names is None or len(names) != len(g["params"]):
                 raise UserError(f"Invalid params: param group {gi} has no parameter names; MoLS assigns module types "
@@ -293,6 +298,9 @@ class MoLS(torch.optim.AdamW):
             self._accumulate()
             self.calibration_time_s += time.perf_counter() - t0
         for group in self.param_groups:
+            if "rank" in group:
+                self._galore_step(group, calibrating)
+                continue
             params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps = [], [], [], [], [], []
             has_complex = self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps)
             if not params:
@@ -318,6 +326,34 @@ class MoLS(torch.optim.AdamW):
             self._finish_calibration()
             self.calibration_time_s += time.perf_counter() - t0
         return loss
+
+    def _galore_step(self, group: dict, calibrating: bool) -> None:
+        """GaLoreAdamW's update (galore_torch 1.0: moments of the projected gradient, eps outside the bias
+        correction, decay after the step) with lr x the tensor's type multiplier."""
+        from galore_torch.galore_projector import GaLoreProjector
+
+        beta1, beta2 = group["betas"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            mult = 1.0 if calibrating else self.multipliers.get(self._types[id(p)], 1.0)
+            state = self.state[p]
+            state.setdefault("step", 0)
+            if "projector" not in state:
+                state["projector"] = GaLoreProjector(group["rank"], update_proj_gap=group["update_proj_gap"],
+                                                     scale=group["scale"], proj_type=group["proj_type"])
+            grad = state["projector"].project(-p.grad if group["maximize"] else p.grad, state["step"])
+            if "exp_avg" not in state:
+                state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(grad), torch.zeros_like(grad)
+            state["step"] += 1
+            state["exp_avg"].mul_(beta1).add_(grad, alpha=1.0 - beta1)
+            state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+            denom = state["exp_avg_sq"].sqrt().add_(group["eps"])
+            lr = group["lr"] * mult
+            step_size = lr * math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
+            p.add_(state["projector"].project_back(state["exp_avg"] / denom), alpha=-step_size)
+            if group["weight_decay"] > 0.0:
+                p.add_(p, alpha=-lr * group["weight_decay"])
 
     # ---- checkpoint ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
