@@ -140,3 +140,14 @@ def test_version_matches_the_installed_package(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"tenfold {tenfold.__version__}"
+
+
+def test_oversubscribed_jobs_and_threads_warn(capsys, monkeypatch):
+    """--jobs 2 with the default --threads 2 on a 2-core machine runs 4 threads: the user is told before any work."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    code, _, err = _run(["reproduce", "gce", "--jobs", "2", "--threads", "2", "--out", "/proc/forbidden"], capsys)
+    assert "4 threads on 2 cores" in err and "--threads 1" in err
+    code, _, err = _run(["reproduce", "gce", "--jobs", "2", "--threads", "1", "--out", "/proc/forbidden"], capsys)
+    assert "threads on" not in err

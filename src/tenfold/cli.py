@@ -179,6 +179,11 @@ def cmd_reproduce(args) -> int:
         raise UserError(f"Invalid --seeds: {args.seeds}; expected an integer between 1 and {MAX_SEEDS}")
     check_positive("--jobs", args.jobs)
     check_positive("--threads", args.threads)
+    cores = os.cpu_count() or 1
+    if args.jobs > 1 and args.jobs * args.threads > cores:  # side-by-side units would fight for the cores
+        print(f"warning: --jobs {args.jobs} x --threads {args.threads} = {args.jobs * args.threads} threads on "
+              f"{cores} cores; timings will be distorted and runs slower (e.g. --jobs {args.jobs} --threads "
+              f"{max(1, cores // args.jobs)})", file=sys.stderr)
     if args.out is not None and not args.out.strip():
         raise UserError("Invalid --out '': expected a folder path (default: results, or results-<mode> outside "
                         "quick mode)")
