@@ -38,9 +38,10 @@ TYPE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (OTHER, ("norm", "ln_", ".ln.", "layernorm")),
     ("head", ("lm_head", "cls.predictions", "output_layer", "embed_out")),
     ("embed", ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings")),
+    ("qk", ("qkv", "c_attn", "query_key_value")),  # fused Q/K/V tensors count as QK (GPT-2, Phi-3, GPT-NeoX)
     ("vo", ("v_proj", "o_proj", "out_proj", "attention.self.value", "attention.output.dense", "attn.c_proj",
             ".wv.", ".wo.", "self_attn.dense")),
-    ("qk", ("q_proj", "k_proj", "attention.self.query", "attention.self.key", "c_attn", "qkv", ".wq.", ".wk.")),
+    ("qk", ("q_proj", "k_proj", "attention.self.query", "attention.self.key", ".wq.", ".wk.")),
     ("mlp", ("mlp", "gate_proj", "up_proj", "down_proj", "fc1", "fc2", "c_fc", "intermediate.dense",
              "output.dense", "feed_forward", "ffn")),
 )
@@ -89,9 +90,11 @@ def snr_multipliers(snrs: dict[str, float], sizes: dict[str, int], *, power: flo
     types are raised (the digests: MoLS raises Embedding/Head); "mlp" keeps MLP at 1; "geomean" normalises to the
     parameter-weighted geometric mean. Results are clipped to [1/max_multiplier, max_multiplier].
     """
+    snrs = {k: s for k, s in snrs.items() if not math.isnan(s)}  # no estimate: the type keeps multiplier 1
     if not snrs:
         return {}
-    raw = {k: ((1 + s) / s) ** power if s > 0 else math.inf for k, s in snrs.items()}
+    # noiseless (SNR inf): no damping to undo, raw 1; no signal (SNR 0): infinitely damped, clipped below
+    raw = {k: 1.0 if math.isinf(s) else ((1 + s) / s) ** power if s > 0 else math.inf for k, s in snrs.items()}
     if reference == "least_noisy":
         ref = min(raw.values())
     elif reference == "mlp":
@@ -104,7 +107,9 @@ def snr_multipliers(snrs: dict[str, float], sizes: dict[str, int], *, power: flo
         ref = math.exp(sum(sizes[k] * math.log(v) for k, v in finite.items()) / total) if finite else 1.0
     else:
         raise UserError(f"Invalid reference: {reference!r}; expected one of {', '.join(REFERENCES)}")
-    if not math.isfinite(ref) or ref <= 0:
+    if math.isinf(ref):  # every type without signal: all equally damped, nothing to rebalance
+        return {k: 1.0 for k in raw}
+    if not ref > 0:
         ref = 1.0
     return {k: min(max(v / ref, 1 / max_multiplier), max_multiplier) for k, v in raw.items()}
 
@@ -208,11 +213,16 @@ class MoLS(torch.optim.AdamW):
         self.snrs: dict[str, float] = {}
         self.calibration_time_s = 0.0
         self._step = 0
+        self._count = 0  # calibration steps accumulated (a step the grad scaler skips does not count)
         self._types: dict[int, str] = {}  # id(param) -> type (rebuilt from names, never saved)
         self._sums: dict[int, Tensor] = {}  # id(param) -> Σ_k g_k in float32, while calibrating
         self._sqnorm: dict[str, float] = {}  # type -> Σ_k ‖g_k‖² (float64), while calibrating
         for g in self.param_groups:
             self._index_group(g)
+        if all(kind == OTHER for kind in self._types.values()):
+            sample = [n for g in self.param_groups for n in g["param_names"]][:3]
+            raise UserError(f"Invalid params: no parameter name matches a module-type rule for {list(self.types)} "
+                            f"(e.g. {sample}); pass rules=[(type, (substring, ...)), ...] for this model's names")
 
     def _index_group(self, g: dict) -> None:
         for name, p in zip(g["param_names"], g["params"]):
@@ -221,9 +231,10 @@ class MoLS(torch.optim.AdamW):
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of (name, tensor) pairs (the names give the module types)."""
-        if hasattr(self, "_types"):  # after __init__: checked before torch sees it
-            params = param_group.get("params", []) if isinstance(param_group, dict) else []
+        if hasattr(self, "_types") and isinstance(param_group, dict):  # after __init__: checked before torch
+            params = param_group.get("params", [])
             params = [params] if isinstance(params, Tensor) else list(params)
+            param_group = {**param_group, "params": params}  # a generator is read once, here
             if not params or not all(isinstance(x, tuple) and len(x) == 2 for x in params):
                 raise UserError("Invalid param_group: MoLS needs parameter names; pass 'params' as (name, tensor) "
                                 "pairs, e.g. list(module.named_parameters())")
@@ -245,12 +256,19 @@ class MoLS(torch.optim.AdamW):
 
     def _accumulate(self) -> None:
         """Add this step's minibatch gradient to each tensor's running sum and its type's squared-norm sum (a
-        tensor without a gradient in a step counts as a zero gradient)."""
+        tensor without a gradient in a step counts as a zero gradient). With a fused kernel under a grad scaler
+        the gradients are still scaled: a step with inf/NaN is skipped (the kernel skips it too), others are
+        unscaled."""
+        found_inf, grad_scale = getattr(self, "found_inf", None), getattr(self, "grad_scale", None)
+        if found_inf is not None and float(found_inf) > 0:
+            return
+        unscale = 1.0 / float(grad_scale) if grad_scale is not None else 1.0
+        self._count += 1
         for p in self._params():
             kind = self._types[id(p)]
             if p.grad is None or kind == OTHER:
                 continue
-            grad = p.grad.float()
+            grad = p.grad.float() * unscale if unscale != 1.0 else p.grad.float()
             if id(p) not in self._sums:
                 self._sums[id(p)] = torch.zeros_like(grad)
             self._sums[id(p)].add_(grad)
@@ -258,7 +276,7 @@ class MoLS(torch.optim.AdamW):
 
     def _finish_calibration(self) -> None:
         """Per-type SNRs from the sums (K = the calibration steps), the multipliers, and the sums freed."""
-        k = self._step
+        k = self._count
         mean_sq: dict[str, float] = {}
         sizes: dict[str, int] = {}
         for p in self._params():
@@ -321,7 +339,7 @@ class MoLS(torch.optim.AdamW):
                      fused=group["fused"], grad_scale=getattr(self, "grad_scale", None),
                      found_inf=getattr(self, "found_inf", None), decoupled_weight_decay=True)
         self._step += 1
-        if calibrating and self._step >= self.calibration_steps:
+        if calibrating and self._count >= self.calibration_steps:
             t0 = time.perf_counter()
             self._finish_calibration()
             self.calibration_time_s += time.perf_counter() - t0
@@ -338,19 +356,20 @@ class MoLS(torch.optim.AdamW):
                 continue
             mult = 1.0 if calibrating else self.multipliers.get(self._types[id(p)], 1.0)
             state = self.state[p]
-            state.setdefault("step", 0)
+            state.setdefault("galore_step", 0)  # not "step": torch's Adam.__setstate__ rewrites that key
             if "projector" not in state:
                 state["projector"] = GaLoreProjector(group["rank"], update_proj_gap=group["update_proj_gap"],
                                                      scale=group["scale"], proj_type=group["proj_type"])
-            grad = state["projector"].project(-p.grad if group["maximize"] else p.grad, state["step"])
+            grad = state["projector"].project(-p.grad if group["maximize"] else p.grad, state["galore_step"])
             if "exp_avg" not in state:
                 state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(grad), torch.zeros_like(grad)
-            state["step"] += 1
+            state["galore_step"] += 1
+            t = state["galore_step"]
             state["exp_avg"].mul_(beta1).add_(grad, alpha=1.0 - beta1)
             state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
             denom = state["exp_avg_sq"].sqrt().add_(group["eps"])
             lr = group["lr"] * mult
-            step_size = lr * math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
+            step_size = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
             p.add_(state["projector"].project_back(state["exp_avg"] / denom), alpha=-step_size)
             if group["weight_decay"] > 0.0:
                 p.add_(p, alpha=-lr * group["weight_decay"])
@@ -361,7 +380,7 @@ class MoLS(torch.optim.AdamW):
         (by position in the param groups, as torch keys its per-parameter state)."""
         sd = super().state_dict()
         index = {id(p): i for i, p in enumerate(self._params())}
-        sd["mols"] = {"step": self._step, "multipliers": dict(self.multipliers), "snrs": dict(self.snrs),
+        sd["mols"] = {"step": self._step, "count": self._count, "multipliers": dict(self.multipliers), "snrs": dict(self.snrs),
                       "calibration_time_s": self.calibration_time_s, "sqnorm": dict(self._sqnorm),
                       "sums": {index[i]: t.clone() for i, t in self._sums.items()}}
         return sd
@@ -372,11 +391,11 @@ class MoLS(torch.optim.AdamW):
         super().load_state_dict(state_dict)
         if mols is not None:
             params = self._params()
-            self._step = int(mols["step"])
+            self._step, self._count = int(mols["step"]), int(mols.get("count", mols["step"]))
             self.multipliers, self.snrs = dict(mols["multipliers"]), dict(mols["snrs"])
             self.calibration_time_s = float(mols["calibration_time_s"])
             self._sqnorm = dict(mols["sqnorm"])
-            self._sums = {id(params[int(i)]): t.clone() for i, t in mols["sums"].items()}
+            self._sums = {id(params[int(i)]): t.to(params[int(i)].device, copy=True) for i, t in mols["sums"].items()}
 
 
 __all__ = ["MoLS", "TYPES", "TYPE_RULES", "module_type", "calibration_snr", "snr_multipliers"]
