@@ -98,17 +98,9 @@ def _gpu(d: int, d_ff: int, rank: int, tokens: int) -> dict:
     x = torch.randn(tokens, d, device="cuda", dtype=torch.bfloat16)
 
     def ms(m) -> float:
-        with torch.no_grad():
-            for _ in range(3):
-                m(x)
-            torch.cuda.synchronize()
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(20):
-                m(x)
-            b.record()
-            torch.cuda.synchronize()
-        return a.elapsed_time(b) / 20
+        from tenfold.sparse.kernels import time_forward
+
+        return time_forward(m, [x])
 
     for form in FORMS:
         out[f"{form}_ms"] = ms(_ffn(form, d, d_ff, rank).cuda().bfloat16())

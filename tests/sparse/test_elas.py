@@ -453,3 +453,16 @@ def test_cola_init_std():
     torch.manual_seed(0)
     low = LowRankLinear.from_dense(nn.Linear(256, 512, bias=False), 64, init="cola", inner_act="silu")
     assert low.A.weight.std().item() == pytest.approx(64 ** -0.25 * (256 + 512) ** -0.25, rel=0.05)
+
+
+@pytest.mark.gpu
+def test_gpu_forward_timing_of_the_experiment():
+    """On a GPU machine the experiment's GPU metric is the FFN inference time with the 2:4 kernels (paper Table 3)."""
+    from tenfold.experiments.elas import ElasExpConfig, _gpu_ffn_ms
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    cfg = ElasExpConfig(speed_tokens=4096)
+    ms_dense, _ = _gpu_ffn_ms("fullrank", cfg, 0)
+    ms_elas, note = _gpu_ffn_ms("elas", cfg, 0)
+    assert ms_dense > 0 and (ms_elas > 0 or "unusable" in note)

@@ -333,7 +333,7 @@ def _speed(kind: str, cfg, seed: int) -> dict[str, float]:
 
 def _gpu_ffn_ms(kind: str, cfg, seed: int) -> tuple[float, str]:
     """FFN forward (inference) milliseconds on CUDA in bf16, with the 2:4 kernels for ELAS; nan when unavailable."""
-    from tenfold.sparse.kernels import semi_structured_status
+    from tenfold.sparse.kernels import semi_structured_status, time_forward
 
     if not torch.cuda.is_available():
         return float("nan"), "no CUDA: GPU FFN timing skipped"
@@ -345,17 +345,7 @@ def _gpu_ffn_ms(kind: str, cfg, seed: int) -> tuple[float, str]:
         ffn.backend = "cuda"
     ffn = ffn.cuda().to(torch.bfloat16)
     x = torch.randn(cfg.speed_tokens, cfg.speed_hidden, device="cuda", dtype=torch.bfloat16)
-    with torch.no_grad():
-        for _ in range(3):
-            ffn(x)
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            ffn(x)
-        end.record()
-        torch.cuda.synchronize()
-    return start.elapsed_time(end) / 20, f"GPU {torch.cuda.get_device_name()}: d={cfg.speed_hidden}, bf16"
+    return time_forward(ffn, [x]), f"GPU {torch.cuda.get_device_name()}: d={cfg.speed_hidden}, bf16"
 
 
 # ---- arms and units ---------------------------------------------------------------------------------

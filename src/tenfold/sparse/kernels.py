@@ -138,3 +138,20 @@ def time_fwd_bwd(fn, inputs: list[Tensor], repeats: int = 20) -> float:
         if i >= 3:
             times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+@torch.no_grad()
+def time_forward(fn, inputs: list[Tensor], repeats: int = 20) -> float:
+    """Median milliseconds of an inference call fn(*inputs) on CUDA (events, no grad, after 3 warm-up calls)."""
+    import statistics
+
+    times = []
+    for i in range(repeats + 3):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(*inputs)
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 3:
+            times.append(start.elapsed_time(end))
+    return statistics.median(times)
