@@ -398,7 +398,8 @@ def test_experiment_arms_cover_the_issue():
         assert isinstance(_optimizer(kind, model, 1e-3, cfg)[0], cls), kind
         mlp = model.model.layers[0].mlp
         if kind.startswith("elas") and kind != "elas_earlier":
-            assert isinstance(mlp, SquaredReLUFFN) and mlp.up.out_features == ffn_width(_sizes(cfg)["intermediate_size"], 1.5)
+            width = ffn_width(_sizes(cfg)["intermediate_size"], 1.5)
+            assert isinstance(mlp, SquaredReLUFFN) and mlp.up.out_features == width
             assert mlp.warmup_steps == {"elas_warm0": 0}.get(kind, int(round(0.1 * cfg.steps))) or kind == "elas_no24"
             assert mlp.sparse == (kind != "elas_no24")
 

@@ -449,13 +449,14 @@ EXPERIMENT = Experiment(
     name="elas",
     config_cls=ElasExpConfig,
     modes={
-        "smoke": {"model_size": "debug", "vocab_size": 512, "rank_frac": 0.125, "steps": 12, "batch_size": 4, "seq_len": 32,
-                  "eval_every": 6, "eval_batches": 2, "lr_grid": (3e-3,), "mem_batches": (1, 32), "checkpoint_every": 6,
-                  "speed_hidden": 64, "speed_intermediate": 176, "speed_tokens": 64, "speed_reps": 2},
+        "smoke": {"model_size": "debug", "vocab_size": 512, "rank_frac": 0.125, "steps": 12, "batch_size": 4,
+                  "seq_len": 32, "eval_every": 6, "eval_batches": 2, "final_eval_batches": 2, "lr_grid": (3e-3,),
+                  "mem_batches": (1, 32), "checkpoint_every": 6, "speed_hidden": 64, "speed_intermediate": 176,
+                  "speed_tokens": 64, "speed_reps": 2},
         # quick: 30 units of 150 steps at hidden 64, one LR (no tuning runs); about 80 s of units
         "quick": {"model_size": "tiny", "hidden_size": 64, "num_layers": 2, "steps": 150, "batch_size": 8,
-                  "eval_every": 50, "eval_batches": 4, "lr_grid": (3e-3,), "checkpoint_every": 75,
-                  "speed_tokens": 512, "speed_reps": 3},
+                  "eval_every": 50, "eval_batches": 4, "final_eval_batches": 40, "lr_grid": (3e-3,),
+                  "checkpoint_every": 75, "speed_tokens": 512, "speed_reps": 3},
         # full: 28 tuning runs + 30 units of 1200 steps at ~0.1 s/step, about 65 min with --jobs 2 --threads 1
         "full": {"model_size": "tiny", "steps": 1200, "batch_size": 16, "seq_len": 64, "eval_every": 100},
     },
@@ -472,7 +473,7 @@ EXPERIMENT = Experiment(
         Metric("layer_params_k", "k", False, "parameters of the transformer blocks (what low rank shrinks)"),
         Metric("natural_sparsity", "%", True, "fraction of squared-ReLU outputs that are exactly 0 (test windows)"),
         Metric("mass_kept", "%", True, "fraction of squared-ReLU activation mass the 2:4 mask keeps"),
-        Metric("ffn_act_kib_b1", "KiB", False, "layer-0 FFN stored activation (bf16; 2:4-compressed for ELAS), batch 1"),
+        Metric("ffn_act_kib_b1", "KiB", False, "layer-0 FFN stored activation (bf16; ELAS: 2:4-compressed), batch 1"),
         Metric("ffn_act_kib_b32", "KiB", False, "layer-0 FFN stored activation, batch 32 (paper Table 2's metric)"),
         Metric("ffn_act_kib_b128", "KiB", False, "layer-0 FFN stored activation, batch 128"),
         Metric("ffn_saved_kib_b32", "KiB", False, "every tensor layer 0's FFN saves for the backward, bf16, batch 32"),

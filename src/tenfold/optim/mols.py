@@ -380,7 +380,8 @@ class MoLS(torch.optim.AdamW):
         (by position in the param groups, as torch keys its per-parameter state)."""
         sd = super().state_dict()
         index = {id(p): i for i, p in enumerate(self._params())}
-        sd["mols"] = {"step": self._step, "count": self._count, "multipliers": dict(self.multipliers), "snrs": dict(self.snrs),
+        sd["mols"] = {"step": self._step, "count": self._count, "multipliers": dict(self.multipliers),
+                      "snrs": dict(self.snrs),
                       "calibration_time_s": self.calibration_time_s, "sqnorm": dict(self._sqnorm),
                       "sums": {index[i]: t.clone() for i, t in self._sums.items()}}
         return sd
