@@ -241,6 +241,7 @@ class MoLS(torch.optim.AdamW):
         super().add_param_group(param_group)
         if hasattr(self, "_types"):
             self._index_group(self.param_groups[-1])
+            self._bucket_cache = {}
 
     @property
     def calibrating(self) -> bool:
@@ -289,6 +290,7 @@ class MoLS(torch.optim.AdamW):
         mult = snr_multipliers(self.snrs, sizes, power=self.power, reference=self.reference,
                                max_multiplier=self.max_multiplier)
         self.multipliers = {**mult, OTHER: 1.0}  # types with no tensors are absent
+        self._bucket_cache = {}
 
     # ---- the step ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -306,16 +308,16 @@ class MoLS(torch.optim.AdamW):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is not None and p.grad.is_sparse:
-                    raise RuntimeError("MoLS does not support sparse gradients; use torch.optim.SparseAdam")
         calibrating = self.calibrating
         if calibrating:
+            for g in self.param_groups:  # before the sums see them (afterwards torch's _init_group refuses them)
+                for p in g["params"]:
+                    if p.grad is not None and p.grad.is_sparse:
+                        raise RuntimeError("MoLS does not support sparse gradients; use torch.optim.SparseAdam")
             t0 = time.perf_counter()
             self._accumulate()
             self.calibration_time_s += time.perf_counter() - t0
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             if "rank" in group:
                 self._galore_step(group, calibrating)
                 continue
@@ -324,14 +326,14 @@ class MoLS(torch.optim.AdamW):
             if not params:
                 continue
             if calibrating:
-                buckets = {1.0: list(range(len(params)))}
+                buckets = {1.0: None}
+            elif len(params) == len(group["params"]):  # every tensor has a gradient: the positions are fixed
+                buckets = self._buckets(gi, group["params"])
             else:
-                buckets: dict[float, list[int]] = {}
-                for i, p in enumerate(params):
-                    buckets.setdefault(self.multipliers.get(self._types[id(p)], 1.0), []).append(i)
+                buckets = self._buckets(None, params)
             beta1, beta2 = group["betas"]
             for mult, idx in buckets.items():
-                pick = (lambda xs: [xs[i] for i in idx]) if len(idx) < len(params) else (lambda xs: xs)
+                pick = (lambda xs: xs) if idx is None else (lambda xs: [xs[i] for i in idx])
                 adam(pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs), [], pick(steps),
                      amsgrad=False, has_complex=has_complex, beta1=beta1, beta2=beta2, lr=group["lr"] * mult,
                      weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"],
@@ -344,6 +346,19 @@ class MoLS(torch.optim.AdamW):
             self._finish_calibration()
             self.calibration_time_s += time.perf_counter() - t0
         return loss
+
+    def _buckets(self, gi: int | None, params: list[Tensor]) -> dict[float, list[int] | None]:
+        """{multiplier: positions in `params`} (None: all of them); cached per group when every tensor steps."""
+        cache = self.__dict__.setdefault("_bucket_cache", {})
+        if gi is not None and gi in cache and len(cache[gi][0]) == len(params):
+            return cache[gi][1]
+        out: dict[float, list[int]] = {}
+        for i, p in enumerate(params):
+            out.setdefault(self.multipliers.get(self._types[id(p)], 1.0), []).append(i)
+        buckets = {m: (None if len(idx) == len(params) else idx) for m, idx in out.items()}
+        if gi is not None:
+            cache[gi] = (params, buckets)
+        return buckets
 
     def _galore_step(self, group: dict, calibrating: bool) -> None:
         """GaLoreAdamW's update (galore_torch 1.0: moments of the projected gradient, eps outside the bias
@@ -396,6 +411,7 @@ class MoLS(torch.optim.AdamW):
             self.multipliers, self.snrs = dict(mols["multipliers"]), dict(mols["snrs"])
             self.calibration_time_s = float(mols["calibration_time_s"])
             self._sqnorm = dict(mols["sqnorm"])
+            self._bucket_cache = {}
             self._sums = {id(params[int(i)]): t.to(params[int(i)].device, copy=True) for i, t in mols["sums"].items()}
 
 
