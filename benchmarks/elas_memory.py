@@ -25,33 +25,20 @@ import time
 
 import torch
 
-FORMS = {  # name -> (ffn kind, inner_act); None = the dense SwiGLU FFN
-    "fullrank_swiglu": None,
-    "lowrank_swiglu": ("swiglu", ""),
-    "cola": ("swiglu", "silu"),
-    "lowrank_srelu": ("srelu", ""),
-    "elas": ("srelu24", ""),
+FORMS = {  # benchmark name -> tenfold.sparse.build_ffn form
+    "fullrank_swiglu": "swiglu",
+    "lowrank_swiglu": "lowrank_swiglu",
+    "cola": "cola",
+    "lowrank_srelu": "srelu",
+    "elas": "srelu24",
 }
 
 
 def _ffn(form: str, d: int, d_ff: int, rank: int, backend: str = "reference"):
-    from transformers import LlamaConfig
-    from transformers.models.llama.modeling_llama import LlamaMLP
-
-    from tenfold.sparse import LowRankLinear, SquaredReLUFFN, ffn_width
+    from tenfold.sparse import build_ffn
 
     torch.manual_seed(0)
-    mlp = LlamaMLP(LlamaConfig(hidden_size=d, intermediate_size=d_ff))
-    spec = FORMS[form]
-    if spec is None:
-        return mlp.eval()
-    kind, act = spec
-    if kind == "swiglu":
-        for proj in ("gate_proj", "up_proj", "down_proj"):
-            setattr(mlp, proj, LowRankLinear.from_dense(getattr(mlp, proj), rank, "xavier", act))
-        return mlp.eval()
-    return SquaredReLUFFN.from_dense(mlp, rank, init="xavier", width=ffn_width(d_ff, 1.5), sparse=kind == "srelu24",
-                                     warmup_steps=0, backend=backend).eval()
+    return build_ffn(FORMS[form], d, d_ff, rank, backend=backend).eval()
 
 
 def _memory(d: int, d_ff: int, rank: int, seq: int, batches: list[int]) -> dict:

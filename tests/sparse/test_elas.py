@@ -3,7 +3,6 @@ swaps on an HF LlamaForCausalLM, warm-up, save/load and resume, saved-activation
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest

@@ -25,7 +25,6 @@ ring training images, 3 seeds. Commands: `tenfold reproduce blae` (quick), `--mo
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import time
@@ -37,6 +36,7 @@ import numpy as np
 from tenfold.common.atomic import atomic_write_json
 from tenfold.common.config import config_key, field
 from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
+from tenfold.harness.cells import locked_cells
 
 CASES = ("swiss", "scurve", "ring")
 CASE_LABEL = {"swiss": "swiss roll (reference generator, band removed)", "scurve": "S-curve",
@@ -235,23 +235,14 @@ def _tuned_mult(arm: str, cfg, ctx) -> tuple[float, dict]:
     share it."""
     if not AE_SPECS.get(arm, (None, None, ()))[2] or len(cfg.lam_grid) == 1:
         return 1.0, {}
-    folder = ctx.work_dir.parent / f"tuning-{_tuning_key(cfg)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    scores = {}
-    for blocking in (False, True):  # first the cells no other worker is computing, then wait for the rest
-        for mult in cfg.lam_grid:
-            if mult in scores:
-                continue
-            cell = folder / f"{arm}-{mult:.6g}.json"
-            with open(folder / f"{arm}-{mult:.6g}.lock", "w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                except BlockingIOError:
-                    continue
-                if not cell.exists():
-                    m, *_ = _fit_score(arm, "swiss", cfg, TUNE_SEED, mult=mult, n_test=cfg.n_val)
-                    atomic_write_json(cell, {"geo_knn": m["geo_knn"], "metrics": m})
-                scores[mult] = json.loads(cell.read_text())["geo_knn"]
+
+    def cell(mult):
+        m, *_ = _fit_score(arm, "swiss", cfg, TUNE_SEED, mult=mult, n_test=cfg.n_val)
+        return {"geo_knn": m["geo_knn"], "metrics": m}
+
+    recs = locked_cells(ctx.work_dir.parent / f"tuning-{_tuning_key(cfg)}",
+                        {f"{arm}-{mult:.6g}": (lambda m=mult: cell(m)) for mult in cfg.lam_grid})
+    scores = {mult: recs[f"{arm}-{mult:.6g}"]["geo_knn"] for mult in cfg.lam_grid}
     best = max(cfg.lam_grid, key=lambda m: (round(scores[m], 6), m == 1.0))
     return best, {f"{m:.6g}": scores[m] for m in cfg.lam_grid}
 

@@ -22,8 +22,6 @@ Command: `tenfold reproduce elas --mode quick` (about 80 s of units) / `--mode f
 
 from __future__ import annotations
 
-import fcntl
-import json
 import math
 import statistics
 import time
@@ -34,16 +32,15 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tenfold.common.atomic import atomic_write_json
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import config_key, field, to_dict
 from tenfold.experiments._lm import evaluate, random_batch, token_lm_data, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
+from tenfold.harness.cells import locked_cells
 
 TUNE_SEED = 10_000
 LORO_KINDS = ("loro", "elas", "elas_no24", "elas_warm0", "elas_warm_half", "elas_warm_double")
 WARMUP_MULT = {"elas": 1.0, "elas_no24": 1.0, "elas_warm0": 0.0, "elas_warm_half": 0.5, "elas_warm_double": 2.0}
-SPEED_KINDS = ("fullrank", "loro", "cola", "elas", "elas_no24")
 
 
 @dataclass
@@ -228,22 +225,10 @@ def _best_lr(kind: str, cfg, ctx) -> tuple[float, dict]:
     """Best LR of `cfg.lr_grid` (lowest tuning-half validation loss; a single-point grid is used as is)."""
     if len(cfg.lr_grid) == 1:
         return cfg.lr_grid[0], {}
-    folder = ctx.work_dir.parent / f"tuning-{_tune_key(cfg)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    grid = {}
-    for blocking in (False, True):  # first the cells no other worker is computing, then wait for the rest
-        for lr in cfg.lr_grid:
-            if lr in grid:
-                continue
-            cell = folder / f"{kind}-{lr:g}.json"
-            with open(folder / f"{kind}-{lr:g}.lock", "w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                except BlockingIOError:
-                    continue
-                if not cell.exists():
-                    atomic_write_json(cell, {"final": _train(kind, lr, cfg, TUNE_SEED, "tune")["final"]})
-                grid[lr] = json.loads(cell.read_text())["final"]
+    recs = locked_cells(ctx.work_dir.parent / f"tuning-{_tune_key(cfg)}",
+                        {f"{kind}-{lr:g}": (lambda lr=lr: {"final": _train(kind, lr, cfg, TUNE_SEED, "tune")["final"]})
+                         for lr in cfg.lr_grid})
+    grid = {lr: recs[f"{kind}-{lr:g}"]["final"] for lr in cfg.lr_grid}
     best = min(cfg.lr_grid, key=lambda lr: grid[lr])
     return best, {f"{lr:g}": grid[lr] for lr in cfg.lr_grid}
 
@@ -287,28 +272,17 @@ def _act_stats(model, cfg) -> dict[str, float]:
             "mass_kept": 100 * float(np.mean([s["mass_kept"] for s in seen]))}
 
 
+SPEED_FORMS = {"fullrank": "swiglu", "loro": "lowrank_swiglu", "cola": "cola", "elas_no24": "srelu",
+               "elas": "srelu24"}
+
+
 def _speed_ffn(kind: str, cfg, seed: int):
     """The arm's FFN at the paper's 60M width (fresh weights; inference time does not depend on training)."""
-    from transformers import LlamaConfig
-    from transformers.models.llama.modeling_llama import LlamaMLP
-
-    from tenfold.sparse import SquaredReLUFFN, ffn_width
-    from tenfold.sparse.elas import LowRankLinear
+    from tenfold.sparse import build_ffn
 
     torch.manual_seed(seed)
-    d, d_ff = cfg.speed_hidden, cfg.speed_intermediate
-    mlp = LlamaMLP(LlamaConfig(hidden_size=d, intermediate_size=d_ff)).eval()
-    kw = _elas_kwargs(kind, cfg)
-    if kw is None:
-        return mlp
-    rank = max(1, int(round(cfg.rank_frac * d)))
-    if kw["ffn"] == "swiglu":
-        for proj in ("gate_proj", "up_proj", "down_proj"):
-            setattr(mlp, proj, LowRankLinear.from_dense(getattr(mlp, proj), rank, "xavier", kw.get("inner_act", "")))
-        return mlp
-    ffn = SquaredReLUFFN.from_dense(mlp, rank, init="xavier", width=ffn_width(d_ff, cfg.ffn_mult),
-                                    sparse=kw["ffn"] == "srelu24", warmup_steps=0, backend="reference")
-    return ffn.eval()
+    return build_ffn(SPEED_FORMS[kind], cfg.speed_hidden, cfg.speed_intermediate,
+                     max(1, int(round(cfg.rank_frac * cfg.speed_hidden))), ffn_mult=cfg.ffn_mult).eval()
 
 
 @torch.no_grad()
@@ -380,7 +354,7 @@ def _run(arm, seed, cfg, ctx) -> UnitResult:
                "layer_params_k": layer_params / 1e3, "step_time_ms": 1e3 * statistics.median(half)}
     metrics.update(_act_stats(model, cfg))
     metrics.update(_mem(model, cfg))
-    if kind in SPEED_KINDS:
+    if kind in SPEED_FORMS:
         metrics.update(_speed(kind, cfg, seed))
     if kind in ("fullrank", "elas"):
         gpu_ms, note = _gpu_ffn_ms(kind, cfg, seed)

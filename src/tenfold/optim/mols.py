@@ -212,7 +212,6 @@ class MoLS(torch.optim.AdamW):
         self.multipliers: dict[str, float] = {}
         self.snrs: dict[str, float] = {}
         self.calibration_time_s = 0.0
-        self._step = 0
         self._count = 0  # calibration steps accumulated (a step the grad scaler skips does not count)
         self._types: dict[int, str] = {}  # id(param) -> type (rebuilt from names, never saved)
         self._sums: dict[int, Tensor] = {}  # id(param) -> Σ_k g_k in float32, while calibrating
@@ -340,7 +339,6 @@ class MoLS(torch.optim.AdamW):
                      foreach=group["foreach"], capturable=group["capturable"], differentiable=group["differentiable"],
                      fused=group["fused"], grad_scale=getattr(self, "grad_scale", None),
                      found_inf=getattr(self, "found_inf", None), decoupled_weight_decay=True)
-        self._step += 1
         if calibrating and self._count >= self.calibration_steps:
             t0 = time.perf_counter()
             self._finish_calibration()
@@ -391,11 +389,11 @@ class MoLS(torch.optim.AdamW):
 
     # ---- checkpoint ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """AdamW's state dict plus "mols": step, multipliers, SNRs and, while calibrating, the running sums
+        """AdamW's state dict plus "mols": calibration count, multipliers, SNRs and, while calibrating, the running sums
         (by position in the param groups, as torch keys its per-parameter state)."""
         sd = super().state_dict()
         index = {id(p): i for i, p in enumerate(self._params())}
-        sd["mols"] = {"step": self._step, "count": self._count, "multipliers": dict(self.multipliers),
+        sd["mols"] = {"count": self._count, "multipliers": dict(self.multipliers),
                       "snrs": dict(self.snrs),
                       "calibration_time_s": self.calibration_time_s, "sqnorm": dict(self._sqnorm),
                       "sums": {index[i]: t.clone() for i, t in self._sums.items()}}
@@ -407,7 +405,7 @@ class MoLS(torch.optim.AdamW):
         super().load_state_dict(state_dict)
         if mols is not None:
             params = self._params()
-            self._step, self._count = int(mols["step"]), int(mols.get("count", mols["step"]))
+            self._count = int(mols["count"])
             self.multipliers, self.snrs = dict(mols["multipliers"]), dict(mols["snrs"])
             self.calibration_time_s = float(mols["calibration_time_s"])
             self._sqnorm = dict(mols["sqnorm"])

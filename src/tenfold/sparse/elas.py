@@ -481,6 +481,40 @@ def ffn_activation_bytes(ffn: nn.Module, x: Tensor) -> int:
     raise UserError(f"Invalid ffn: {type(ffn).__name__}; expected a SquaredReLUFFN or a gated MLP")
 
 
+FFN_FORMS = ("swiglu", "lowrank_swiglu", "cola", "srelu", "srelu24")
+
+
+def build_ffn(form: str, hidden: int, intermediate: int, rank: int, *, ffn_mult: float = 1.5,
+              backend: str = "reference") -> nn.Module:
+    """A freshly initialised FFN of one of the forms ELAS is compared in (for timing and memory at a given width).
+
+    Parameters
+    ----------
+    form : {"swiglu", "lowrank_swiglu", "cola", "srelu", "srelu24"}
+        Dense SwiGLU `LlamaMLP`; the same with rank-`rank` factors (LORO's model); with CoLA's B·silu(A·x) factors;
+        the squared-ReLU FFN `ffn_mult` x wide without 2:4; ELAS's (2:4 active from step 0).
+    hidden, intermediate, rank : int
+        Model width, SwiGLU width, factor rank (Xavier factors; CoLA's init for "cola").
+    ffn_mult : float, default=1.5
+    backend : {"auto", "reference", "cuda"}, default="reference"
+        Sparse GEMM of "srelu24".
+    """
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    check_choice("form", form, FFN_FORMS)
+    mlp = LlamaMLP(LlamaConfig(hidden_size=hidden, intermediate_size=intermediate))
+    if form == "swiglu":
+        return mlp
+    if form in ("lowrank_swiglu", "cola"):
+        act, init = ("silu", "cola") if form == "cola" else ("", "xavier")
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            setattr(mlp, proj, LowRankLinear.from_dense(getattr(mlp, proj), rank, init, act))
+        return mlp
+    return SquaredReLUFFN.from_dense(mlp, rank, init="xavier", width=ffn_width(intermediate, ffn_mult),
+                                     sparse=form == "srelu24", warmup_steps=0, backend=backend)
+
+
 # ---- config and module swaps --------------------------------------------------------------------------
 @dataclass
 class ElasConfig:
@@ -740,4 +774,4 @@ def count_params(model: nn.Module) -> int:
 __all__ = ["mask_24", "compress_24", "decompress_24", "sparse24", "Sparse24", "squared_relu", "LowRankLinear",
            "SquaredReLUFFN", "ElasConfig", "elasify", "deelasify", "ffn_modules", "set_step", "advance",
            "attach_warmup", "save_elas", "load_elas", "saved_tensor_bytes", "count_params", "ffn_activation_bytes",
-           "ffn_width", "is_gated_mlp"]
+           "ffn_width", "is_gated_mlp", "build_ffn", "FFN_FORMS"]
