@@ -116,6 +116,7 @@ def test_bench_runs_a_script_with_its_arguments(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert code == 0 and res["size"] == "debug" and res["ratio_vs_adamw_foreach"] > 0
     assert res["state_bytes"]["mols"] == res["state_bytes"]["adamw"]
+    assert res["kernel_calls_per_step"]["mols"] == 5 and out.with_suffix(".png").stat().st_size > 0
 
 
 def test_bench_blae_fit_time_smallest_run(tmp_path, capsys):

@@ -346,3 +346,57 @@ def test_unmatched_names_and_generators():
     opt.add_param_group({"params": (x for x in list(model.named_parameters())[3:])})  # a generator is fine
     assert len(opt.param_groups) == 2
     assert module_type("model.layers.0.self_attn.qkv_proj.weight") == "qk"  # Phi-3's fused QKV
+
+
+def test_docs_example_runs():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    block = next(b for b in re.findall(r"```python\n(.*?)```", (root / "docs" / "mols.md").read_text(), re.S)
+                 if "from tenfold.optim import MoLS" in b)
+    scope: dict = {}
+    exec(compile(block, "<docs/mols.md>", "exec"), scope)  # noqa: S102 - our own documentation
+    opt = scope["opt"]
+    assert set(opt.multipliers) == {"embed", "qk", "vo", "mlp", "head", "other"} and opt.multipliers["head"] >= 1.0
+    assert len(opt.param_groups) == 2  # the user's two groups, as passed
+
+
+def test_galore_group_resumes_bit_identically(tmp_path):
+    """A GaLore group's state loads into a fresh MoLS (torch's load_state_dict needs a "step" key) and the run
+    continues exactly as without the interruption."""
+    pytest.importorskip("galore_torch")
+
+    def make():
+        torch.manual_seed(0)
+        net = torch.nn.ModuleDict({"embed": torch.nn.Embedding(30, 16), "mlp": torch.nn.Linear(16, 16),
+                                   "head": torch.nn.Linear(16, 30)})
+        named = list(net.named_parameters())
+        low = [(n, p) for n, p in named if n == "mlp.weight"]
+        rest = [(n, p) for n, p in named if n != "mlp.weight"]
+        opt = MoLS([{"params": rest}, {"params": low, "rank": 4, "update_proj_gap": 3, "scale": 0.25,
+                                        "proj_type": "std"}], lr=1e-2, calibration_steps=3)
+        return net, opt
+
+    def step(net, opt, i):
+        g = torch.Generator().manual_seed(i)
+        ids = torch.randint(0, 30, (8,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net["head"](torch.relu(net["mlp"](net["embed"](ids)))), ids).backward()
+        opt.step()
+
+    net, opt = make()
+    for i in range(10):
+        step(net, opt, i)
+    ref = [p.detach().clone() for p in net.parameters()]
+    net, opt = make()
+    for i in range(5):
+        step(net, opt, i)
+    torch.save({"model": net.state_dict(), "opt": opt.state_dict()}, tmp_path / "ck.pt")
+    ck = torch.load(tmp_path / "ck.pt", weights_only=False)
+    net2, opt2 = make()
+    net2.load_state_dict(ck["model"])
+    opt2.load_state_dict(ck["opt"])
+    for i in range(5, 10):
+        step(net2, opt2, i)
+    assert all(torch.equal(a, b) for a, b in zip(ref, net2.parameters()))

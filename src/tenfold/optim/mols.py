@@ -378,6 +378,9 @@ class MoLS(torch.optim.AdamW):
                 state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(grad), torch.zeros_like(grad)
             state["galore_step"] += 1
             t = state["galore_step"]
+            if "step" not in state:  # torch's Adam.__setstate__ (load_state_dict) needs a "step" in every state
+                state["step"] = torch.zeros((), dtype=torch.float32)
+            state["step"].fill_(t)
             state["exp_avg"].mul_(beta1).add_(grad, alpha=1.0 - beta1)
             state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
             denom = state["exp_avg_sq"].sqrt().add_(group["eps"])
