@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tenfold.models import MLP, GNConvNet
+from tenfold.models import MLP, GNConvNet, LeNet5
 from tenfold.models.hf_tiny import tiny_llama, tiny_moe, tiny_vit
 
 
@@ -9,6 +9,17 @@ from tenfold.models.hf_tiny import tiny_llama, tiny_moe, tiny_vit
 def test_gn_convnet_debug(in_ch, side):
     out = GNConvNet(in_ch, 10, size="debug")(torch.randn(2, in_ch, side, side))
     assert out.shape == (2, 10)
+
+
+def test_lenet5_groupnorm_variant_adds_only_the_norms():
+    plain, gn = LeNet5(), LeNet5(norm_groups=2)
+    assert sum(p.numel() for p in gn.parameters()) == sum(p.numel() for p in plain.parameters()) + 2 * (6 + 16)
+    assert sum(p.numel() for p in gn.parameters()) == 61_750 and not list(gn.buffers())  # no batch statistics
+    assert [type(m).__name__ for m in gn.features][:3] == ["Conv2d", "GroupNorm", "ReLU"]
+    assert list(plain.state_dict()) == list(LeNet5(norm_groups=0).state_dict())  # the classic keys unchanged
+    assert gn(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="Invalid norm_groups"):
+        LeNet5(norm_groups=4)
 
 
 def test_mlp():
