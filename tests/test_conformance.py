@@ -13,11 +13,11 @@ from tenfold.harness.schema import validate_results
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 IMPLEMENTED = [n for n in METHODS if METHODS.get(n).implemented]
-# slow because every unit starts Ray (~20-60 s each); fedmitr's own tests run its smoke with resume, fedinit's run
-# one experiment unit on Flower (tests/federated/test_experiment.py) and a real deployment; ssr's smoke run (~30 s,
+# slow because every unit starts Ray (~20-60 s each); fedmitr's own tests run its smoke with resume (fedinit's units
+# run in process, ~8 s for its smoke run, so it is checked here); ssr's smoke run (~30 s,
 # SmolLM2) is run and checked arm by arm in tests/merging/test_ssr_experiment.py, adalezo's (~12 s, SmolLM2) in
 # tests/zo/test_experiment.py, blae's (13 arms, ~40 s) in tests/manifold/test_experiment.py
-COVERED_ELSEWHERE = {"fedmitr", "fedinit", "ssr", "adalezo", "blae"}
+COVERED_ELSEWHERE = {"fedmitr", "ssr", "adalezo", "blae"}
 SMOKE = [pytest.param(n, marks=pytest.mark.slow) if n in COVERED_ELSEWHERE else n for n in IMPLEMENTED]
 
 

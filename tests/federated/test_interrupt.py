@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("flwr")
 psutil = pytest.importorskip("psutil")
 
-ROUNDS = 10  # smoke rounds can take about a second: enough that the run cannot finish before the signal
+ROUNDS = 200  # in-process smoke rounds take ~0.1-0.3 s: enough that the run cannot finish before the signal
 CMD = [sys.executable, "-m", "tenfold", "reproduce", "fedinit", "--mode", "smoke", "--set", f"rounds={ROUNDS}",
        "--arms", "fedavg", "--no-progress", "--no-report"]
 
@@ -62,7 +62,7 @@ def _interrupt_mid_run(out: Path, sig: int) -> tuple[int, float, list, int, Path
             time.sleep(0.2)
         assert seen is not None, f"no round-2 checkpoint appeared; output:\n{proc.communicate(timeout=60)[0]}"
         assert seen < ROUNDS, "the unit finished before it could be interrupted"
-        family = psutil.Process(proc.pid).children(recursive=True)  # unit worker, Ray's daemons and client workers
+        family = psutil.Process(proc.pid).children(recursive=True)  # the unit worker (the engine runs in process)
         assert family, "the unit ran in no worker process"
         t0 = time.monotonic()
         proc.send_signal(sig)
