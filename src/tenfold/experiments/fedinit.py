@@ -19,8 +19,9 @@ rounds (paper: 1000), chosen by a pilot with a rule fixed before it ran (docs/fe
 `run_sampled_rounds` on the in-process engine `InProcessGrid` (the same ClientApp and strategy objects as on Flower's
 simulation engine; tested identical bit for bit on a short run), so units run side by side without Ray.
 
-Regime checks, declared before any pilot result was seen: FedAvg has plateaued (`late_gain`, the change of mean test
-accuracy between the last two tenths of the evaluations, < 1 point) and over-fits (`gen_gap`, train minus test
+Regime checks, declared before any pilot result was seen: FedAvg has plateaued (`late_change` = |`late_gain`|, the
+change of mean test accuracy between the last two tenths of the evaluations, < 1 point; two-sided since session 23,
+before the full run) and over-fits (`gen_gap`, train minus test
 accuracy at the end, >= 2 points). Outside this regime the accuracy claims are untestable.
 
     tenfold reproduce fedinit --mode quick --threads 1   # 4 arms x 3 seeds, 20 clients x 100 images, 25 rounds
