@@ -23,8 +23,8 @@ parameters, 1.05M of them in embedding and head), 800 steps of 16 x 64 tokens (0
 1.68M training tokens) in fp32 on CPU; the
 paper trains LLaMA 60M-7B on C4 (likely) on GPUs.
 
-Command: `tenfold reproduce mols --mode quick` (about 60 s of units) / `--mode full --jobs 2 --threads 1` (about
-60 min on 2 cores). Verdicts and caveats: docs/mols.md.
+Command: `tenfold reproduce mols --mode quick` (about 40 s of units) / `--mode full --jobs 2 --threads 1` (about
+50 min on 2 cores). Verdicts and caveats: docs/mols.md.
 """
 
 from __future__ import annotations
@@ -417,7 +417,7 @@ EXPERIMENT = Experiment(
         "quick": {"model_size": "tiny", "hidden_size": 64, "num_layers": 2, "vocab_size": 1024, "steps": 200,
                   "batch_size": 8, "eval_every": 25, "eval_batches": 4, "final_eval_batches": 40,
                   "lr_grid": (3e-3,), "checkpoint_every": 100},
-        # full: 24 tuning runs + 18 units of 800 steps (~0.2 s/step), about 60 min with --jobs 2 --threads 1
+        # full: 24 tuning runs + 18 units of 800 steps (~0.15 s/step), 51 min with --jobs 2 --threads 1 (measured)
         "full": {"model_size": "tiny", "steps": 800, "batch_size": 16, "seq_len": 64, "eval_every": 50},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
