@@ -22,7 +22,8 @@ The pieces have the shape of Flower's `fixedclipping_mod` + `DifferentialPrivacy
   decay, gradient-norm clipping, epochs, FedProx's proximal term and SCAFFOLD's correction.
 
 The mods never build a model: they work on Flower `ArrayRecord`s (floating arrays are relaxed, all others pass
-through unchanged), so the train function may hold any model. Beta = 0 reproduces the wrapped strategy bit for bit.
+through unchanged), so the train function may hold any model. Beta = 0 with weighting="examples" reproduces the
+wrapped strategy bit for bit (the default "uniform" weighting is FL-Simulator's unweighted mean).
 Not implemented: FedDyn, FedCM, FedSAM and the other FL-Simulator methods; a file mirror of the node state for an
 exact resume after a client restart (the `tenfold.federated.fedinit` ClientApp has one).
 """
