@@ -35,3 +35,20 @@ def test_two_processes_compute_each_cell_once(tmp_path):
     # a later call reads the stored records without computing
     again = locked_cells(tmp_path / "cells", {"a": lambda: {"value": "recomputed"}})
     assert again == {"a": {"value": "a"}}
+
+
+def test_best_lr_picks_the_lowest_tuning_loss_and_runs_each_cell_once(tmp_path):
+    from tenfold.experiments._lm import best_lr
+
+    calls = []
+
+    def final_loss(lr):
+        calls.append(lr)
+        return (lr - 3e-3) ** 2
+
+    grid = (1e-3, 3e-3, 1e-2)
+    assert best_lr("adamw", grid, tmp_path, final_loss) == (3e-3, {"0.001": (1e-3 - 3e-3) ** 2, "0.003": 0.0,
+                                                                   "0.01": (1e-2 - 3e-3) ** 2})
+    best_lr("adamw", grid, tmp_path, final_loss)  # a second unit: the cells are on disk
+    assert sorted(calls) == sorted(grid)
+    assert best_lr("mols", (5e-3,), tmp_path, final_loss) == (5e-3, {}) and len(calls) == 3  # one point: no run

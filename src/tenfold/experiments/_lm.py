@@ -74,3 +74,19 @@ def warmup_cosine(step: int, steps: int, warmup_frac: float, floor: float = 0.1)
     if step < warm:
         return (step + 1) / warm
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+
+
+def best_lr(kind: str, lr_grid, cells_dir, final_loss) -> tuple[float, dict]:
+    """(best LR of `lr_grid` for arm `kind`, {"lr": tuning loss}); a one-point grid is used as is (no runs).
+
+    Each (kind, lr) cell is one full-length tuning run, `final_loss(lr) -> float` (lower is better), computed once
+    per `cells_dir` under a lock (`tenfold.harness.cells.locked_cells`), so parallel units share the grid.
+    """
+    from tenfold.harness.cells import locked_cells
+
+    if len(lr_grid) == 1:
+        return lr_grid[0], {}
+    recs = locked_cells(cells_dir, {f"{kind}-{lr:g}": (lambda lr=lr: {"final": final_loss(lr)}) for lr in lr_grid})
+    grid = {lr: recs[f"{kind}-{lr:g}"]["final"] for lr in lr_grid}
+    best = min(lr_grid, key=lambda lr: grid[lr])
+    return best, {f"{lr:g}": grid[lr] for lr in lr_grid}

@@ -34,9 +34,8 @@ import torch
 
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import config_key, field, to_dict
-from tenfold.experiments._lm import evaluate, random_batch, token_lm_data, val_windows, warmup_cosine
+from tenfold.experiments._lm import best_lr, evaluate, random_batch, token_lm_data, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
-from tenfold.harness.cells import locked_cells
 
 TUNE_SEED = 10_000
 LORO_KINDS = ("loro", "elas", "elas_no24", "elas_warm0", "elas_warm_half", "elas_warm_double")
@@ -223,14 +222,8 @@ def _tuned_kind(kind: str) -> str:
 
 def _best_lr(kind: str, cfg, ctx) -> tuple[float, dict]:
     """Best LR of `cfg.lr_grid` (lowest tuning-half validation loss; a single-point grid is used as is)."""
-    if len(cfg.lr_grid) == 1:
-        return cfg.lr_grid[0], {}
-    recs = locked_cells(ctx.work_dir.parent / f"tuning-{_tune_key(cfg)}",
-                        {f"{kind}-{lr:g}": (lambda lr=lr: {"final": _train(kind, lr, cfg, TUNE_SEED, "tune")["final"]})
-                         for lr in cfg.lr_grid})
-    grid = {lr: recs[f"{kind}-{lr:g}"]["final"] for lr in cfg.lr_grid}
-    best = min(cfg.lr_grid, key=lambda lr: grid[lr])
-    return best, {f"{lr:g}": grid[lr] for lr in cfg.lr_grid}
+    return best_lr(kind, cfg.lr_grid, ctx.work_dir.parent / f"tuning-{_tune_key(cfg)}",
+                   lambda lr: _train(kind, lr, cfg, TUNE_SEED, "tune")["final"])
 
 
 # ---- measurements --------------------------------------------------------------------------------------

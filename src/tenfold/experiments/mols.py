@@ -23,8 +23,8 @@ parameters, 1.05M of them in embedding and head), 800 steps of 16 x 64 tokens (0
 1.68M training tokens) in fp32 on CPU; the
 paper trains LLaMA 60M-7B on C4 (likely) on GPUs.
 
-Command: `tenfold reproduce mols --mode quick` (about 60 s of units) / `--mode full --jobs 2 --threads 1` (about
-60 min on 2 cores). Verdicts and caveats: docs/mols.md.
+Command: `tenfold reproduce mols --mode quick` (about 40 s of units) / `--mode full --jobs 2 --threads 1` (about
+50 min on 2 cores). Verdicts and caveats: docs/mols.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import torch
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import config_key, field, to_dict
 from tenfold.common.errors import UserError
-from tenfold.experiments._lm import evaluate, random_batch, token_lm_data, val_windows, warmup_cosine
+from tenfold.experiments._lm import best_lr, evaluate, random_batch, token_lm_data, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
 from tenfold.harness.cells import locked_cells
 
@@ -258,14 +258,8 @@ def _cells_dir(cfg, ctx) -> Path:
 
 def _best_lr(kind: str, cfg, ctx) -> tuple[float, dict]:
     """Best LR of `cfg.lr_grid` for `kind` (lowest tuning-half validation loss; a one-point grid is used as is)."""
-    if len(cfg.lr_grid) == 1:
-        return cfg.lr_grid[0], {}
-    recs = locked_cells(_cells_dir(cfg, ctx), {
-        f"{kind}-{lr:g}": (lambda lr=lr: {"final": _train(kind, lr, cfg, TUNE_SEED, "tune")["final"]})
-        for lr in cfg.lr_grid})
-    grid = {lr: recs[f"{kind}-{lr:g}"]["final"] for lr in cfg.lr_grid}
-    best = min(cfg.lr_grid, key=lambda lr: grid[lr])
-    return best, {f"{lr:g}": grid[lr] for lr in cfg.lr_grid}
+    return best_lr(kind, cfg.lr_grid, _cells_dir(cfg, ctx),
+                   lambda lr: _train(kind, lr, cfg, TUNE_SEED, "tune")["final"])
 
 
 def _best_mults(cfg, ctx) -> tuple[float, dict[str, float], dict]:
@@ -423,7 +417,7 @@ EXPERIMENT = Experiment(
         "quick": {"model_size": "tiny", "hidden_size": 64, "num_layers": 2, "vocab_size": 1024, "steps": 200,
                   "batch_size": 8, "eval_every": 25, "eval_batches": 4, "final_eval_batches": 40,
                   "lr_grid": (3e-3,), "checkpoint_every": 100},
-        # full: 24 tuning runs + 18 units of 800 steps (~0.2 s/step), about 60 min with --jobs 2 --threads 1
+        # full: 24 tuning runs + 18 units of 800 steps (~0.15 s/step), 51 min with --jobs 2 --threads 1 (measured)
         "full": {"model_size": "tiny", "steps": 800, "batch_size": 16, "seq_len": 64, "eval_every": 50},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
