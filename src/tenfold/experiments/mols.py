@@ -45,11 +45,12 @@ from tenfold.common.errors import UserError
 from tenfold.experiments._lm import best_lr, evaluate, random_batch, token_lm_data, val_windows, warmup_cosine
 from tenfold.harness import Arm, Claim, Experiment, Metric, Regime, UnitResult
 from tenfold.harness.cells import locked_cells
+from tenfold.optim.mols import OTHER, TYPES
 
 TUNE_SEED = 10_000
-SNR_TYPES = ("embed", "qk", "vo", "mlp", "head")
+SNR_TYPES = TYPES  # the calibrated module types of tenfold.optim.mols
 MOLS_KINDS = ("mols", "galore_mols")
-MODLR_TYPES = ("embed", "qk", "vo", "mlp", "head", "other")
+MODLR_TYPES = (*TYPES, OTHER)
 
 
 @dataclass
