@@ -59,7 +59,9 @@ def _naive_tsvm(base, experts, w, scale):
     return out
 
 
-@pytest.mark.parametrize("w,scale", [(None, 1.0), ([1.0, 0.5, 2.0], 0.7), ([0.0, 1.0, 1.0], 1.3)])
+# A zero weight is left out: it makes a zero task vector, whose kept singular vectors the reference takes from LAPACK's
+# arbitrary null-space basis (see test_expert_equal_to_base_in_one_weight_is_ignored_there).
+@pytest.mark.parametrize("w,scale", [(None, 1.0), ([1.0, 0.5, 2.0], 0.7), ([0.2, 1.0, 1.0], 1.3)])
 def test_tsvm_matches_naive_reference_layout(w, scale):
     got = tsvm(BASE, EXPERTS, weights=w, scale=scale)
     ref = _naive_tsvm(BASE, EXPERTS, w or [1.0] * 3, scale)
@@ -138,6 +140,7 @@ def test_registered_with_reference_and_defaults():
     ({"scale": 0.0}, "Invalid scale"),
     ({"scale": float("inf")}, "Invalid scale"),
     ({"exclude_keys": ["nope"]}, "Invalid exclude_keys"),
+    ({"rank_rtol": -1e-3}, "Invalid rank_rtol"),
 ])
 def test_parameter_errors(kwargs, msg):
     with pytest.raises(UserError, match=msg):
@@ -150,3 +153,38 @@ def test_input_errors():
     stranger = _model_sd(seed=123)
     with pytest.raises(UserError, match="does not look branched from base"):
         tsvm(BASE, [EXPERTS[0], stranger])
+
+
+def _rank(r, m, n, g):
+    return torch.randn(m, r, generator=g, dtype=torch.float64) @ torch.randn(r, n, generator=g, dtype=torch.float64)
+
+
+def test_low_rank_task_vectors_give_a_basis_free_result():
+    """Rank-2 task vectors (merged LoRAs) under T = 3, k = 5: the reference's kept null-space vectors are arbitrary.
+    Dropping them makes the merge equivariant, tsvm(Q tau R) = Q tsvm(tau) R for orthogonal Q, R, and equal to the
+    merge of the rank-2 truncations computed with exactly the nonzero components."""
+    g = torch.Generator().manual_seed(7)
+    taus = torch.stack([_rank(2, 16, 15, g) for _ in range(3)])
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
+    r, _ = torch.linalg.qr(torch.randn(15, 15, generator=g, dtype=torch.float64))
+    got = tsvm_matrix(taus)
+    assert torch.allclose(tsvm_matrix(q @ taus @ r), q @ got @ r, atol=1e-9)
+    # the same as concatenating only the two nonzero components per task by hand
+    u, s, vh = torch.linalg.svd(taus, full_matrices=False)
+    uc = torch.cat([u[i, :, :2] for i in range(3)], 1)
+    vc = torch.cat([vh[i, :2] for i in range(3)], 0)
+    pu, _, qu = torch.linalg.svd(uc, full_matrices=False)
+    pv, _, qv = torch.linalg.svd(vc, full_matrices=False)
+    assert torch.allclose(got, (pu @ qu) @ torch.diag(s[:, :2].reshape(-1)) @ (pv @ qv), atol=1e-9)
+    # full-rank task vectors: nothing is dropped, so the default equals rank_rtol=0 (the reference)
+    full = torch.randn(3, 16, 15, generator=g, dtype=torch.float64)
+    assert torch.allclose(tsvm_matrix(full), tsvm_matrix(full, rank_rtol=0), atol=1e-12)
+
+
+def test_expert_equal_to_base_in_one_weight_is_ignored_there():
+    base = {"w": torch.zeros(8, 6)}
+    g = torch.Generator().manual_seed(1)
+    e = {"w": torch.randn(8, 6, generator=g)}
+    out = tsvm(base, [{"w": torch.zeros(8, 6)}, e], check_base=False)["w"]
+    u, s, vh = torch.linalg.svd(e["w"], full_matrices=False)  # k = 3 of the live task, orthogonal to nothing else
+    assert torch.allclose(out, (u[:, :3] * s[:3]) @ vh[:3], atol=1e-5)

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import torch
 
 from tenfold.common.errors import UserError
-from tenfold.merging.merges import DEFAULT_MAX_REL_DIST, MERGES, SOLVERS, check_same_base
+from tenfold.merging.merges import DEFAULT_MAX_REL_DIST, DEFAULT_RANK_RTOL, MERGES, SOLVERS, check_same_base
 
 # mergekit's merge_method -> our registry name. `linear` averages every input, base_model included (mergekit's rule).
 METHODS = {
@@ -51,7 +51,7 @@ SHARED = {
     "dare_ties": {"lambda": 1.0, "normalize": False, "int8_mask": False, "rescale": True, "seed": 0,
                   "check_base": True},
     "wudi": {"solver": "closed_form", "iters": 300, "lr": 1e-5, "rtol": None, "exclude_keys": [], "check_base": True},
-    "tsvm": {"lambda": 1.0, "exclude_keys": [], "check_base": True},
+    "tsvm": {"lambda": 1.0, "exclude_keys": [], "rank_rtol": DEFAULT_RANK_RTOL, "check_base": True},
 }
 WEIGHTED = {"linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"}  # mergekit requires `weight` for these
 DENSITY = {"ties", "dare_linear", "dare_ties"}
@@ -230,6 +230,8 @@ def _check_value(where: str, name: str, value: Any) -> Any:
         ok, expect = value in SOLVERS, f"one of {', '.join(SOLVERS)}"
     elif name == "rtol":
         ok, expect = value is None or (_is_number(value) and value > 0), "null or a number > 0"
+    elif name == "rank_rtol":
+        ok, expect = _is_number(value) and 0 <= value < 1, "a number in [0, 1)"
     else:  # pragma: no cover - every accepted name is listed above
         raise AssertionError(name)
     if not ok:
@@ -385,7 +387,8 @@ def merge_spec(raw: dict[str, Any]) -> MergeSpec:
         kwargs.update(solver=opts["solver"], iters=opts["iters"], lr=float(opts["lr"]), rtol=opts["rtol"],
                       exclude_keys=opts["exclude_keys"])
     else:  # tsvm
-        kwargs.update(weights=weights, scale=float(opts["lambda"]), exclude_keys=opts["exclude_keys"])
+        kwargs.update(weights=weights, scale=float(opts["lambda"]), exclude_keys=opts["exclude_keys"],
+                      rank_rtol=float(opts["rank_rtol"]))
     if name == "ties" and opts["rescale"]:
         raise UserError("Invalid parameters.rescale: true for ties; mergekit's L1 rescaling is not implemented")
     if name.startswith("dare_"):

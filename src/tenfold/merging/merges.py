@@ -39,6 +39,7 @@ StateDict = Mapping[str, torch.Tensor]
 SOLVERS = ("closed_form", "adam")
 TRIM_SCOPES = ("tensor", "global")
 DEFAULT_MAX_REL_DIST = 0.5
+DEFAULT_RANK_RTOL = 1e-5  # TSVM: kept singular values at or below this fraction of their task's largest count as zero
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -529,7 +530,7 @@ def wudi(base: StateDict, experts: Sequence[StateDict], *, solver: str = "closed
 
 
 # ------------------------------------------------------------------------------------------------ TSVM
-def tsvm_matrix(task_vectors: torch.Tensor) -> torch.Tensor:
+def tsvm_matrix(task_vectors: torch.Tensor, *, rank_rtol: float = DEFAULT_RANK_RTOL) -> torch.Tensor:
     """TSV-Merge of one 2-D weight: keep each task's top singular components, decorrelate them, rebuild.
 
     With T task vectors tau_i = U_i S_i V_i^T of shape (m, n) and r = min(m, n), each task keeps its top
@@ -537,13 +538,21 @@ def tsvm_matrix(task_vectors: torch.Tensor) -> torch.Tensor:
     V^T = [V_1k^T; ..; V_Tk^T] (T k, n), S = diag(S_1k, .., S_Tk); U and V^T are replaced by their nearest
     orthogonal matrices (the polar factor P Q^T of their own SVD, P Sigma Q^T), and tau = U_perp S V_perp^T.
     T = 1 keeps every component and returns tau_1 itself; r < T keeps none and returns zeros (as the reference).
-    When the kept singular vectors of different tasks are linearly dependent (two identical experts, say), the polar
-    factor is not unique and the result depends on the SVD's choice of null-space vectors, in the reference too.
+
+    Ours: a kept component whose singular value is <= `rank_rtol` times its task's largest is left out. The
+    reference keeps it; its singular vectors then span part of a null space, are whatever LAPACK returns, and still
+    change the polar factor of every other column, so a task vector of rank below k (a merged LoRA, or an expert
+    equal to the base in this weight) gives a result that depends on that arbitrary basis. Leaving them out is
+    basis-free, and changes nothing for task vectors of rank >= k. ``rank_rtol=0`` keeps them, as the reference.
+    When the kept singular vectors of different tasks are themselves linearly dependent (two identical experts,
+    say), the polar factor is still not unique: the reference and this function both depend on the SVD then.
 
     Parameters
     ----------
     task_vectors : torch.Tensor of shape (T, m, n)
         Already weighted; float32 or float64 (the maths runs in that dtype).
+    rank_rtol : float, default=1e-5
+        Relative singular-value cut-off (>= 0) for leaving a kept component out; about 100x float32's rounding.
 
     Returns
     -------
@@ -554,18 +563,22 @@ def tsvm_matrix(task_vectors: torch.Tensor) -> torch.Tensor:
     if k == 0:
         return torch.zeros(m, n, dtype=task_vectors.dtype)
     u, s, vh = torch.linalg.svd(task_vectors, full_matrices=False)  # (T, m, r), (T, r), (T, r, n)
-    u_cat = u[:, :, :k].permute(1, 0, 2).reshape(m, t * k)  # task i's columns at [i k, (i + 1) k)
-    s_cat = s[:, :k].reshape(t * k)
-    vh_cat = vh[:, :k, :].reshape(t * k, n)
+    u, s, vh = u[:, :, :k], s[:, :k], vh[:, :k, :]
+    keep = s > rank_rtol * s[:, :1] if rank_rtol > 0 else torch.ones_like(s, dtype=torch.bool)  # (T, k); zero tau: none
+    if not bool(keep.any()):
+        return torch.zeros(m, n, dtype=task_vectors.dtype)
+    u_cat = u.permute(1, 0, 2)[:, keep]  # (m, K'): task i's kept columns, tasks in order
+    s_cat = s[keep]  # (K',)
+    vh_cat = vh[keep]  # (K', n)
     pu, _, qu = torch.linalg.svd(u_cat, full_matrices=False)
     pv, _, qv = torch.linalg.svd(vh_cat, full_matrices=False)
-    u_perp, vh_perp = pu @ qu, pv @ qv  # orthonormal columns (m, T k) and rows (T k, n)
+    u_perp, vh_perp = pu @ qu, pv @ qv  # orthonormal columns (m, K') and rows (K', n)
     return (u_perp * s_cat) @ vh_perp
 
 
 def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[float] | None = None,
-         scale: float = 1.0, exclude_keys: Sequence[str] = (), check_base: bool | float = True
-         ) -> dict[str, torch.Tensor]:
+         scale: float = 1.0, exclude_keys: Sequence[str] = (), rank_rtol: float = DEFAULT_RANK_RTOL,
+         check_base: bool | float = True) -> dict[str, torch.Tensor]:
     """TSV-Merge (Task Singular Vectors): per 2-D weight, `tsvm_matrix` of the (weighted) task vectors; every
     other float tensor (biases, norms, keys in `exclude_keys`) gets the mean of the task vectors.
 
@@ -577,7 +590,8 @@ def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[flo
     src/utils/TSVM_utils.py `compute_and_sum_svd_mem_reduction`; FusionBench method/task_singular_vector/TSVM.py,
     whose config default is alpha = 1). The reference's CLIP-specific exclusion of "text_projection" is
     `exclude_keys` here (empty by default). Ours: the kept components are concatenated without the reference's zero
-    padding to min(m, n) columns, which gives the same polar factor when the kept vectors are linearly independent.
+    padding to min(m, n) columns, which gives the same polar factor when the kept vectors are linearly independent;
+    components with a (numerically) zero singular value are left out (`rank_rtol`, see `tsvm_matrix`).
 
     Parameters
     ----------
@@ -589,6 +603,9 @@ def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[flo
         The global alpha (> 0) applied to the merged task vector (FusionBench's config default: 1).
     exclude_keys : sequence of str, default=()
         2-D keys merged by the mean of the task vectors instead.
+    rank_rtol : float, default=1e-5
+        Kept components with a singular value <= rank_rtol x their task's largest are left out (>= 0; 0 keeps them,
+        as the reference does).
     check_base : bool or float, default=True
 
     Returns
@@ -605,6 +622,8 @@ def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[flo
     """
     _prepare(base, experts, check_base)
     w, lam = _check_weights(weights, len(experts)), _check_scale(scale)
+    if not isinstance(rank_rtol, (int, float)) or not (0 <= rank_rtol < 1):
+        raise UserError(f"Invalid rank_rtol: {rank_rtol!r}; expected a number in [0, 1)")
     excluded = set(exclude_keys)
     unknown = sorted(excluded - set(base))
     if unknown:
@@ -615,7 +634,8 @@ def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[flo
             continue
         d = _deltas(base, experts, k)
         d = d * _weight_view(w, d)
-        merged[k] = lam * (tsvm_matrix(d) if base[k].ndim == 2 and k not in excluded else d.mean(0))
+        merged[k] = lam * (tsvm_matrix(d, rank_rtol=rank_rtol) if base[k].ndim == 2 and k not in excluded
+                           else d.mean(0))
     return _finish(base, merged)
 
 
