@@ -167,6 +167,25 @@ def _ssr(pipe, cfg):
     return pipe.train(_merge(pipe, "wudi", cfg), [LAST], cfg.expert_steps, "ssr_embodied_after_wudi")
 
 
+def _wudi_ratio(pipe, state):
+    """WUDI's objective of a merge over the merged 2-D weights, relative to the sum of the task vectors (task
+    arithmetic, where FusionBench's Adam starts): 1 = no closer to WUDI's optimum than the sum; the closed form
+    gives the smallest value there is. Shows how far the paper's Adam settings get."""
+    import torch
+
+    from tenfold.merging.merges import wudi_objective
+
+    base, stages = pipe.base_state, list(_stages(pipe).values())
+    num = den = 0.0
+    for k, b in base.items():
+        if b.ndim != 2 or not b.is_floating_point():
+            continue
+        tv = torch.stack([s[k].double() - b.double() for s in stages])
+        num += float(wudi_objective(state[k].double() - b.double(), tv))
+        den += float(wudi_objective(tv.sum(0), tv))
+    return num / den if den > 0 else float("nan")
+
+
 def _run(arm, seed, cfg, ctx):
     import time
 
@@ -220,6 +239,8 @@ def _run(arm, seed, cfg, ctx):
         acc = _evals(pipe, name, state)
         m = _metrics(acc)
         m["merge_seconds"] = seconds  # 0 when the merge came from its checkpoint (an earlier unit made it)
+        if MERGE_ARMS[arm.params["merge"]][0] == "wudi":
+            m["wudi_ratio"] = _wudi_ratio(pipe, state)
         return UnitResult(metrics=m, curves=curves, extra=extra)
     elif name == "ssr":
         acc = _evals(pipe, "ssr", _ssr(pipe, cfg))
@@ -312,6 +333,8 @@ _METRICS = [Metric(f"acc_{d}", "%", True, f"greedy exact match on the {d} test s
            "domain (spatial: the scaffold)"),
     Metric("forgetting", "points", False, "sequential SFT: accuracy right after a domain's stage minus at the end, "
            "mean over the first three domains"),
+    Metric("wudi_ratio", "ratio", False, "WUDI's objective of the merge over that of the task vectors' sum (task "
+           "arithmetic, Adam's start): 1 = no progress; the closed form is the minimum"),
     Metric("merge_seconds", "s", False, "wall time of the merge (1 thread; 0 when read from its checkpoint)"),
     Metric("grpo_gen_per_s", "gen/s", True, "GRPO completions per second (TRL, CPU)"),
 ]
@@ -323,12 +346,12 @@ EXPERIMENT = Experiment(
         "smoke": {"n_train": 8, "n_test": 4, "adapt_layers": 1, "scaffold_steps": 2, "expert_steps": 1,
                   "batch_size": 2, "grpo_steps": 1, "grpo_generations": 2, "grpo_prompts": 1, "wudi_iters": 5},
         "quick": {"n_train": 48, "n_test": 16, "adapt_layers": 1, "batch_size": 4, "scaffold_steps": 16,
-                  "expert_steps": 8, "grpo_steps": 2, "grpo_prompts": 1, "wudi_iters": 100},
+                  "expert_steps": 8, "grpo_steps": 2, "grpo_prompts": 1, "wudi_iters": 50},
         "full": {"n_train": 400, "n_test": 64, "adapt_layers": 4, "scaffold_steps": 100, "expert_steps": 50,
                  "grpo_steps": 16},
     },
     seeds={"smoke": 1, "quick": 3, "full": 3},
-    budget_s={"quick": 135},
+    budget_s={"quick": 150},
     arms=_arms,
     metrics=_METRICS,
     claims=_claims(),
