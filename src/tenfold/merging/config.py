@@ -239,15 +239,17 @@ def _check_value(where: str, name: str, value: Any) -> Any:
     return value
 
 
-def _folder(where: str, value: Any) -> Path:
-    """A local HF model folder with a config.json and weights (relative paths: from the working directory, as
-    mergekit resolves them)."""
+def _folder(where: str, value: Any, *, model: bool = True) -> Path:
+    """A local HF model folder with a config.json and weights (just a folder when not `model`); relative paths start
+    at the working directory, as mergekit resolves them."""
     if not isinstance(value, str) or not value.strip():
         raise UserError(f"Invalid {where}: {value!r}; expected the path of a local model folder")
     path = Path(value).expanduser()
     if not path.is_dir():
         raise UserError(f"Invalid {where}: {value!r} is not a folder (relative paths start at the working directory; "
                         "Hub names are not fetched: download the model first)")
+    if not model:
+        return path.resolve()
     if not (path / "config.json").is_file():
         raise UserError(f"Invalid {where}: {value!r} has no config.json (expected a Hugging Face model folder)")
     if not _weight_files(path):
@@ -407,7 +409,7 @@ def merge_spec(raw: dict[str, Any]) -> MergeSpec:
     if tok == "union":
         raise UserError("Invalid tokenizer_source: 'union'; vocabulary unions are not supported; expected base or a "
                         "model folder (the embeddings must have equal shapes anyway)")
-    tok_path = checks_base if tok in (None, "base") else _folder("tokenizer_source", tok)
+    tok_path = checks_base if tok in (None, "base") else _folder("tokenizer_source", tok, model=False)
     return MergeSpec(merge_method=name, method=METHODS[name], base=checks_base,
                      experts=tuple(m for m, _ in inputs), kwargs=kwargs, check_base=opts["check_base"],
                      seed=opts.get("seed"), dtype=dtypes["dtype"], out_dtype=dtypes["out_dtype"],
