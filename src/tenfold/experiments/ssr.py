@@ -170,20 +170,18 @@ def _ssr(pipe, cfg):
 def _wudi_ratio(pipe, state):
     """WUDI's objective of a merge over the merged 2-D weights, relative to the sum of the task vectors (task
     arithmetic, where FusionBench's Adam starts): 1 = no closer to WUDI's optimum than the sum; the closed form
-    gives the smallest value there is. Shows how far the paper's Adam settings get."""
+    gives the smallest value there is. Shows how far the paper's Adam settings get. (float32: a diagnostic.)"""
     import torch
 
     from tenfold.merging.merges import wudi_objective
 
     base, stages = pipe.base_state, list(_stages(pipe).values())
-    num = den = 0.0
-    for k, b in base.items():
-        if b.ndim != 2 or not b.is_floating_point():
-            continue
-        tv = torch.stack([s[k].double() - b.double() for s in stages])
-        num += float(wudi_objective(state[k].double() - b.double(), tv))
-        den += float(wudi_objective(tv.sum(0), tv))
-    return num / den if den > 0 else float("nan")
+    keys = [k for k, b in base.items() if b.ndim == 2 and b.is_floating_point()]
+    tvs = {k: torch.stack([s[k].float() - base[k].float() for s in stages]) for k in keys}
+    if getattr(pipe, "_wudi_den", None) is None:  # the sum's objective: the same for every merge of the pipeline
+        pipe._wudi_den = sum(float(wudi_objective(tvs[k].sum(0), tvs[k])) for k in keys)
+    num = sum(float(wudi_objective(state[k].float() - base[k].float(), tvs[k])) for k in keys)
+    return num / pipe._wudi_den if pipe._wudi_den > 0 else float("nan")
 
 
 def _run(arm, seed, cfg, ctx):
@@ -345,8 +343,8 @@ EXPERIMENT = Experiment(
     modes={
         "smoke": {"n_train": 8, "n_test": 4, "adapt_layers": 1, "scaffold_steps": 2, "expert_steps": 1,
                   "batch_size": 2, "grpo_steps": 1, "grpo_generations": 2, "grpo_prompts": 1, "wudi_iters": 5},
-        "quick": {"n_train": 48, "n_test": 16, "adapt_layers": 1, "batch_size": 4, "scaffold_steps": 16,
-                  "expert_steps": 8, "grpo_steps": 2, "grpo_prompts": 1, "wudi_iters": 50},
+        "quick": {"n_train": 32, "n_test": 16, "adapt_layers": 1, "batch_size": 4, "scaffold_steps": 16,
+                  "expert_steps": 8, "grpo_steps": 1, "grpo_prompts": 1, "wudi_iters": 50},
         "full": {"n_train": 400, "n_test": 64, "adapt_layers": 4, "scaffold_steps": 100, "expert_steps": 50,
                  "grpo_steps": 16},
     },
