@@ -2,24 +2,25 @@
 
 The paper's model is an 8B vision-language model (Qwen3-VL base) trained on 24 spatial / driving / UAV /
 embodied benchmarks. Here the *paradigm* runs on a 135M text model, SmolLM2-135M-Instruct (offline), with four
-generated text domains with exact answers (`tenfold.merging.domains`): spatial (the scaffold), driving,
-aerial, embodied. Claims (abstract; notes ../shared/research/elas-moe-merge.md section 3):
-(a) a spatial scaffold helps the domain specialists branched from it; (b) data-free WUDI merging reconciles
-the experts better than simple merges and comes close to each specialist on its own domain; (c) GRPO without
-KL raises the merged model's accuracy.
+generated text domains with exact answers (`tenfold.merging.domains`), in the paper's order (issue 31; sources:
+the abstract, two full-text digests, FusionBench; ../shared/research/fidelity/tapgpt-ssr.md section 2):
+scaffold = base -> spatial; driving and aerial experts branched from it; the scaffold and both experts merged
+against the pre-trained model (WUDI with the paper's Adam settings, 1,000 steps at lr 1e-5; average and TSVM
+as the paper's comparators; task arithmetic, TIES, DARE and WUDI's closed form as ours); embodied SFT on the
+WUDI merge (`ssr`); GRPO without KL on it (`ssr_grpo`). Baselines: joint and sequential SFT from the base with
+the pipeline's SFT steps, experts branched from the base. Claims: the scaffold helps its experts; WUDI beats
+average and TSVM and comes close to the experts; SSR beats joint and sequential training; GRPO helps. Regime
+check `experts_learn` (declared before any run): every expert beats the base on its own domain by >= 10 points.
 
 Per seed, one pipeline (`tenfold.merging.ssr.SSRPipeline`, stage checkpoints in the shared
-``work/_ssr/seed<k>-<key>/`` folder) trains the scaffold, the experts from the scaffold and from the base, the
-joint and sequential baselines, the five merges and GRPO once; each arm's unit reads what it needs from it,
-so nothing is trained twice. Only the top `adapt_layers` decoder layers are adapted (LoRA r=8 on every linear
-module); the frozen bottom layers' outputs are cached once for all seeds and arms.
+``work/_ssr/seed<k>-d2-<key>/`` folder) trains every stage once; each arm's unit reads what it needs from it.
+Only the top `adapt_layers` decoder layers are adapted (LoRA r=8 on every linear module); the frozen bottom
+layers' outputs are cached once for all seeds and arms.
 
-Command: ``tenfold reproduce ssr --mode quick``. Quick mode is a small end-to-end demonstration of the whole
-comparison (every arm and claim; the evidence is the full-mode run): 48 training and 16 test prompts per domain,
-the top 1 decoder layer adapted, batch 4, scaffold 16 steps, each expert 8 (joint 24, sequential 8 per domain),
-GRPO 2 steps of 1 prompt x G = 4; 3 seeds. Run time: about 115 s of CPU with one thread (declared budget
-135 s), trunk cache included; a cold cache adds about 20 s (SmolLM2's GGUF -> HF conversion). Full mode
-(400 / 64 prompts, 4 layers, batch 8, 100 / 50 steps, GRPO 16 x 2): about 26 min. Numbers: docs/ssr.md.
+Command: ``tenfold reproduce ssr --mode quick`` (32 / 16 prompts per domain, 1 adapted layer, 8-step experts,
+50 WUDI steps, 1 GRPO step; 3 seeds; about 122 s of units, budget 150 s) or ``--mode full`` (400 / 64 prompts,
+4 layers, scaffold 100 and experts 50 steps, 1,000 WUDI steps, 16 GRPO steps; 3 seeds; about 28 min).
+Numbers and verdicts: docs/ssr.md.
 """
 
 from __future__ import annotations
