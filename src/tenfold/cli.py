@@ -1,4 +1,4 @@
-"""`tenfold list | reproduce | report | rejudge | bench`: the command line.
+"""`tenfold list | reproduce | report | rejudge | bench | merge`: the command line.
 
 User errors (unknown names, bad modes, bad paths, a folder holding another run) exit with status 2 and one line
 on stderr, before any work starts. Ctrl-C or SIGTERM during `reproduce` stops the unit workers and everything they
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
                "  tenfold reproduce gce                one method, quick mode, into results/gce/\n"
                "  tenfold reproduce all --mode smoke --out /tmp/r   every method in seconds\n"
                "  tenfold report results               results/REPORT.md and results/report.html\n"
+               "  tenfold merge merge.yaml --out merged   merge HF model folders (mergekit-style YAML)\n"
                "See README.md and docs/ for the components and the results schema.")
     p.add_argument("--version", action="version", version=f"tenfold {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -72,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
                                    "benchmarks/NAME.py with ARGS (see `tenfold bench NAME --help`).")
     b.add_argument("name", metavar="NAME", help="benchmark script name (without .py), or 'list'")
     b.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark script")
+    m = sub.add_parser("merge", help="merge Hugging Face model folders from a mergekit-style YAML file",
+                       description="Merge the model folders a mergekit-style configuration names (merge_method: "
+                                   "linear, task_arithmetic, ties, dare_linear, dare_ties, wudi or tsvm) with "
+                                   "tenfold's merges and write an HF model folder: safetensors weights, the base's "
+                                   "config, the tokenizer files and tenfold_merge.json. Every check runs before any "
+                                   "tensor is read. See docs/merge.md.")
+    m.add_argument("config", metavar="CONFIG.yaml", help="the merge configuration (mergekit's keys)")
+    m.add_argument("--out", required=True, metavar="DIR", help="output folder (refused when not empty)")
+    m.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -325,6 +336,17 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from tenfold.merging.config import load_merge_config, run_merge_config
+
+    if not args.out.strip():
+        raise UserError("Invalid --out '': expected a folder path")
+    spec = load_merge_config(args.config)
+    out = run_merge_config(spec, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"merged {len(spec.experts)} models with {spec.merge_method} ({spec.method}) into {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -336,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.cmd == "rejudge":
             return cmd_rejudge(args)
+        if args.cmd == "merge":
+            return cmd_merge(args)
         return cmd_report(args)
     except UserError as e:
         print(f"tenfold: error: {e}", file=sys.stderr)

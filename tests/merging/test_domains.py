@@ -24,17 +24,12 @@ def _solve_spatial(p):
 
 
 def _solve_driving(p):
-    lanes, lane, row, speed = map(int, re.search(r"lanes 1-(\d).*lane (\d), row (\d+), speed (\d)", p).groups())
+    lanes, lane, speed = map(int, re.search(r"lanes 1-(\d)\. A car is in lane (\d), row \d+, speed (\d)", p).groups())
     action = re.search(r"Action: (\w+)", p).group(1)
-    if action == "left":
-        lane = max(1, lane - 1)
-    elif action == "right":
-        lane = min(lanes, lane + 1)
-    elif action == "brake":
-        speed = max(0, speed - 1)
-    elif action == "accelerate":
-        speed += 1
-    return f"{lane},{row + speed}"
+    if p.endswith("Next lane?\nA:"):
+        return str(min(lanes, max(1, lane + {"left": -1, "right": 1}.get(action, 0))))
+    assert p.endswith("Next speed?\nA:") and action in ("keep", "brake", "accelerate")
+    return str(max(0, speed + {"brake": -1, "accelerate": 1}.get(action, 0)))
 
 
 def _solve_aerial(p):

@@ -171,13 +171,25 @@ def test_full_finetune_changes_every_adapted_weight(tok, tmp_path):
 
 @pytest.mark.parametrize("method", ["average", "ties", "wudi"])
 def test_reconcile_equals_a_direct_merge(pipe, method):
-    got = pipe.reconcile(method, ["driving", "aerial"], scaffold_domain="spatial")
-    base = pipe.scaffold("spatial")
-    experts = [pipe.specialise(d, "scaffold", "spatial") for d in ("driving", "aerial")]
-    want = merge(method, base, experts)
+    # the paper's convention: the scaffold and the experts branched from it, against the pre-trained model
+    stages = {"spatial": pipe.scaffold("spatial"), **{d: pipe.specialise(d, "scaffold", "spatial")
+                                                      for d in ("driving", "aerial")}}
+    got = pipe.reconcile(method, stages)
+    want = merge(method, pipe.base_state, list(stages.values()))
     assert all(torch.equal(got[k], want[k]) for k in want)
+    assert all(torch.equal(got[k], v) for k, v in pipe.reconcile(method, stages).items())  # from its checkpoint
     acc = pipe.evaluate_all(got)
     assert set(acc) == {"spatial", "driving", "aerial"} and all(0 <= v <= 100 for v in acc.values())
+
+
+def test_reconcile_takes_any_base_and_never_reuses_a_merge_of_other_weights(pipe):
+    scaffold = pipe.scaffold("spatial")
+    experts = {d: pipe.specialise(d, "scaffold", "spatial") for d in ("driving", "aerial")}
+    against_scaffold = pipe.reconcile("task_arithmetic", experts, scaffold)
+    want = merge("task_arithmetic", scaffold, list(experts.values()))
+    assert all(torch.equal(against_scaffold[k], want[k]) for k in want)
+    against_base = pipe.reconcile("task_arithmetic", experts)  # same names, other base: a new merge
+    assert any(not torch.equal(against_base[k], want[k]) for k in want)
 
 
 def test_experts_from_base_differ_from_experts_from_scaffold(pipe):
@@ -218,6 +230,10 @@ def test_pipeline_errors(pipe, tok, tmp_path):
     with pytest.raises(UserError, match="Invalid branch_from"):
         pipe.specialise("driving", "nowhere")
     with pytest.raises(UserError, match="Unknown merge method 'soup'"):
-        pipe.reconcile("soup", ["driving"])
+        pipe.reconcile("soup", {"driving": pipe.base_state})
+    with pytest.raises(UserError, match="Invalid experts"):
+        pipe.reconcile("average", ["driving"])
+    with pytest.raises(UserError, match="Invalid start"):
+        pipe.joint(["driving"], start="nowhere")
     with pytest.raises(UserError, match="not an adapted layer"):
         pipe.evaluate({"model.layers.0.mlp.up_proj.weight": torch.zeros(1)}, "driving")

@@ -20,18 +20,23 @@ def test_smoke_run_validates(tmp_path):
     res = json.loads(path.read_text())
     arms = {a["name"]: a for a in res["arms"]}
     assert {"base", "scaffold", "specialists", "specialists_base", "joint", "sequential", "merge_average",
-            "merge_task_arithmetic", "merge_ties", "merge_dare", "merge_wudi", "merge_grpo"} == set(arms)
+            "merge_task_arithmetic", "merge_ties", "merge_dare", "merge_tsvm", "merge_wudi", "merge_wudi_cf", "ssr",
+            "ssr_grpo"} == set(arms)
     for a in arms.values():
         m = a["mean"]
         assert all(0 <= m[f"acc_{d}"] <= 100 for d in ("spatial", "driving", "aerial", "embodied"))
     assert "forgetting" in arms["sequential"]["mean"]
     assert {c["name"] for c in res["curves"]} >= {"grpo_reward", "seq_driving"}
     assert (tmp_path / "ssr" / "interference_matrix.png").exists()
-    assert res["status"] == "complete" and len(res["claims"]) == 7
+    assert "expert_gain" in arms["specialists"]["mean"]
+    assert res["status"] == "complete" and len(res["claims"]) == 10
+    # the paper's order: the merges take the scaffold and the experts against the pre-trained model
+    claims = {c["id"]: c for c in res["claims"]}
+    assert claims["wudi_vs_tsvm"]["baseline_arm"] == "merge_tsvm" and claims["grpo_helps"]["baseline_arm"] == "ssr"
 
 
-@pytest.mark.parametrize("override,msg", [("grpo_merge=soup", "Invalid grpo_merge"),
-                                          ("finetune=qlora", "Invalid finetune")])
+@pytest.mark.parametrize("override,msg", [("finetune=qlora", "Invalid finetune"), ("wudi_iters=0", "Invalid wudi_iters"),
+                                          ("wudi_lr=0", "Invalid wudi_lr")])
 def test_bad_config_is_refused_before_work(override, msg):
     from tenfold.experiments.ssr import EXPERIMENT
     from tenfold.harness.runner import resolve_config

@@ -319,6 +319,15 @@ PAPER_NUMBERS: dict[str, dict[str, PaperResult]] = {
                                     source="no TIES comparison in the paper (AVG and TSVM only; notes tapgpt-ssr.md)"),
         "wudi_vs_dare": PaperResult(None, metric="domain benchmark average", setting=_SSR_SET,
                                     source="no DARE comparison in the paper (AVG and TSVM only; notes tapgpt-ssr.md)"),
+        "wudi_vs_tsvm": PaperResult("TSVM below WUDI on every domain (AVG < TSVM < WUDI); per-domain values not "
+                                    "read", metric="domain benchmark average", setting=_SSR_SET + "; merge ablation",
+                                    source=_SSR_DIG),
+        "ssr_vs_joint": PaperResult("SSR +6.0 / -0.6 / -3.2 / +1.6 vs joint -4.5 / -7.3 / -8.6 / -1.3",
+                                    metric="change vs reference, spatial / AD / UAV / embodied (points)",
+                                    setting=_SSR_SET + "; paradigm ablation", source=_SSR_DIG),
+        "ssr_vs_sequential": PaperResult("SSR +6.0 / -0.6 / -3.2 / +1.6 vs sequential -4.9 / -2.5 / -3.5 / +0.9",
+                                         metric="change vs reference, spatial / AD / UAV / embodied (points)",
+                                         setting=_SSR_SET + "; paradigm ablation", source=_SSR_DIG),
         "wudi_close": PaperResult("super-additive: spatial 76.7 vs best single expert 72.5", metric="spatial "
                                   "benchmark average", setting=_SSR_SET, source=_SSR_DIG),
         "grpo_helps": PaperResult("SSR +6.0 / -0.6 / -3.2 / +1.6 -> SSR+GRPO +6.6 / -0.5 / -0.2 / +1.9",

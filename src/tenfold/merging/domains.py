@@ -7,8 +7,9 @@ short exact answer each, in the spirit of the paper's domains:
 
 * ``spatial`` (the scaffold): relative position of two objects on a grid, Manhattan distance, heading after
   turns;
-* ``driving``: the next (lane, row) of a car on a lane grid after an action (lane changes clamp at the road's
-  edges, braking and accelerating change the speed before the move);
+* ``driving``: the next lane of a car on a 3-5 lane road after a lane action (changes clamp at the road's edges),
+  or its next speed after a speed action (braking stops at 0); one number per answer (issue 31; the earlier
+  "next lane and row" asked for two numbers and an addition, and no expert learned it);
 * ``aerial``: counting one symbol in a top-down grid, and the highest / lowest of three drones;
 * ``embodied``: whether a pick-and-place plan is valid (pick needs an empty hand, place needs the object in
   hand), and what the hand holds after a valid plan.
@@ -65,13 +66,19 @@ def _spatial(rng: random.Random) -> Example:
 
 
 def _driving(rng: random.Random) -> Example:
+    # One question, one number (issue 31): the earlier form asked for "lane,row" after a move, two numbers and an
+    # addition, and no expert learned it (1.6 % exact match in the earlier full run, the base model's level).
     lanes = rng.randint(3, 5)
-    lane, row, speed = rng.randint(1, lanes), rng.randint(0, 19), rng.randint(0, 3)
-    action = rng.choice(("keep", "left", "right", "brake", "accelerate"))
-    new_lane = min(lanes, max(1, lane + {"left": -1, "right": 1}.get(action, 0)))
+    lane, row, speed = rng.randint(1, lanes), rng.randint(0, 19), rng.randint(0, 3)  # row: context only
+    if rng.random() < 0.5:  # lane after a lane action (changes clamp at the road's edges)
+        action = rng.choice(("keep", "left", "right"))
+        new_lane = min(lanes, max(1, lane + {"left": -1, "right": 1}.get(action, 0)))
+        return Example(f"Road with lanes 1-{lanes}. A car is in lane {lane}, row {row}, speed {speed}. "
+                       f"Action: {action}. Next lane?\nA:", str(new_lane))
+    action = rng.choice(("keep", "brake", "accelerate"))  # speed after a speed action (braking stops at 0)
     new_speed = max(0, speed + {"brake": -1, "accelerate": 1}.get(action, 0))
-    return Example(f"Road with lanes 1-{lanes}. A car is in lane {lane}, row {row}, speed {speed}. Action: "
-                   f"{action}. Next lane and row?\nA:", f"{new_lane},{row + new_speed}")
+    return Example(f"Road with lanes 1-{lanes}. A car is in lane {lane}, row {row}, speed {speed}. "
+                   f"Action: {action}. Next speed?\nA:", str(new_speed))
 
 
 def _aerial(rng: random.Random) -> Example:
@@ -125,7 +132,7 @@ class DomainInfo:
 DOMAINS: Registry[DomainInfo] = Registry("domain")
 for _d in (
     DomainInfo("spatial", _spatial, "grid relative position, Manhattan distance, heading after turns"),
-    DomainInfo("driving", _driving, "next (lane,row) of a car on a 3-5 lane grid after an action"),
+    DomainInfo("driving", _driving, "next lane (clamped) or next speed of a car after an action"),
     DomainInfo("aerial", _aerial, "count a symbol in a 4x4 top-down grid; highest/lowest of three drones"),
     DomainInfo("embodied", _embodied, "validity of a pick-and-place plan; object held at the end"),
 ):

@@ -1,14 +1,17 @@
-"""Data-free model merging over state dicts: average, task arithmetic, TIES, DARE and WUDI.
+"""Data-free model merging over state dicts: average, task arithmetic, TIES, DARE, WUDI and TSVM.
 
 Paper (the consumer): Gong et al., "ACE-Brain-0: Spatial Intelligence as a Shared Scaffold for Universal
 Embodiments", arXiv 2603.03198, whose "reconcile" stage merges domain experts branched from one scaffold with
 WUDI. Merges: task arithmetic (Ilharco et al., arXiv 2212.04089), TIES (Yadav et al., arXiv 2306.01708), DARE
 (Yu et al., arXiv 2311.03099), WUDI (Cheng et al., "Whoever Started the Interference Should End It", arXiv
-2503.08099; reference code tanganke/fusion_bench fusion_bench/method/wudi/wudi.py). The weighting and
-sign-election conventions of task arithmetic and TIES follow mergekit (arcee-ai/mergekit
-merge_methods/generalized_task_arithmetic.py), against which tests/merging checks them.
+2503.08099; reference code tanganke/fusion_bench fusion_bench/method/wudi/wudi.py), TSVM (Gargiulo et al., "Task
+Singular Vectors: Reducing Task Interference in Model Merging", CVPR 2025, arXiv 2412.00081; reference code
+AntoAndGar/task_singular_vectors src/utils/TSVM_utils.py and its port tanganke/fusion_bench
+fusion_bench/method/task_singular_vector/). The weighting and sign-election conventions of task arithmetic and
+TIES follow mergekit (arcee-ai/mergekit merge_methods/generalized_task_arithmetic.py), against which tests/merging
+checks them.
 
-Implemented: the five merges as pure functions with one signature, ``f(base, experts, *, <parameters>)``
+Implemented: the six merges as pure functions with one signature, ``f(base, experts, *, <parameters>)``
 -> merged state dict, input checks (keys, shapes, ranges, a same-base heuristic) and a registry `MERGES`.
 The scaffold / specialise / reconcile pipeline and GRPO live in ssr.py and grpo.py beside this file
 (see docs/ssr.md). Reconstruction: the closed form of WUDI (derived below, not in the WUDI paper's code) and
@@ -16,7 +19,7 @@ the `check_same_base` heuristic are ours.
 
 Conventions. A state dict maps a name to a tensor. Only floating-point tensors are merged; integer / bool
 buffers (step counters, position ids) are copied from `base`. Maths runs in float32 (WUDI's closed form in
-float64) and the result is cast back to the base tensor's dtype. The task vector of expert i is
+float64) and the result is cast back to the base tensor's dtype (bf16 stays bf16). The task vector of expert i is
 tau_i = theta_i - theta_base.
 """
 
@@ -36,6 +39,7 @@ StateDict = Mapping[str, torch.Tensor]
 SOLVERS = ("closed_form", "adam")
 TRIM_SCOPES = ("tensor", "global")
 DEFAULT_MAX_REL_DIST = 0.5
+DEFAULT_RANK_RTOL = 1e-5  # TSVM: kept singular values at or below this fraction of their task's largest count as zero
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -459,13 +463,38 @@ def wudi_adam(task_vectors: torch.Tensor, *, iters: int = 300, lr: float = 1e-5)
     tv = task_vectors.float()
     tau = torch.nn.Parameter(tv.sum(0).clone())
     opt = torch.optim.Adam([tau], lr=lr, weight_decay=0.0)
+    grad = _wudi_gradient(task_vectors)
     for _ in range(iters):
-        with torch.enable_grad():
-            loss = wudi_objective(tau, tv)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+        tau.grad = grad(tau.detach())
         opt.step()
     return tau.detach()
+
+
+def _wudi_gradient(task_vectors: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The gradient of `wudi_objective` as a function of tau: 2 (tau A - B) with A, B as in `wudi_closed_form`.
+
+    The same gradient autograd gives (tested), at a fraction of the cost: A (n, n) and B (m, n) are formed once
+    in float64, and when A has low rank k (low-rank task vectors, e.g. LoRA deltas: k <= the sum of their ranks)
+    tau A is computed as ((tau Q) diag(lambda)) Q^T from A's eigen-decomposition (eigenvalues below 1e-12 of
+    the largest dropped), so an Adam step costs O(m n k) instead of autograd's O(K m^2 n).
+    """
+    tv = task_vectors.double()
+    norms = tv.reshape(len(tv), -1).pow(2).sum(-1)
+    live = norms > 0
+    if not bool(live.any()):
+        return lambda tau: torch.zeros_like(tau)
+    tv, c = tv[live], (1.0 / norms[live]).reshape(-1, 1, 1)
+    gram = tv.transpose(1, 2) @ tv  # (K, n, n)
+    a = (c * gram).sum(0)
+    b2 = (2.0 * (c * (tv @ gram)).sum(0)).float()  # 2 B, (m, n)
+    lam, q = torch.linalg.eigh(a)
+    keep = lam > 1e-12 * float(lam.max().clamp_min(0.0))
+    if int(keep.sum()) * 2 < a.shape[0]:  # low rank: factorised product
+        qk = q[:, keep].float()  # (n, k)
+        lam2 = (2.0 * lam[keep]).float()  # (k,)
+        return lambda tau: ((tau @ qk) * lam2) @ qk.T - b2
+    a2 = (2.0 * a).float()
+    return lambda tau: tau @ a2 - b2
 
 
 def wudi(base: StateDict, experts: Sequence[StateDict], *, solver: str = "closed_form", iters: int = 300,
@@ -525,6 +554,116 @@ def wudi(base: StateDict, experts: Sequence[StateDict], *, solver: str = "closed
     return _finish(base, merged)
 
 
+# ------------------------------------------------------------------------------------------------ TSVM
+def tsvm_matrix(task_vectors: torch.Tensor, *, rank_rtol: float = DEFAULT_RANK_RTOL) -> torch.Tensor:
+    """TSV-Merge of one 2-D weight: keep each task's top singular components, decorrelate them, rebuild.
+
+    With T task vectors tau_i = U_i S_i V_i^T of shape (m, n) and r = min(m, n), each task keeps its top
+    k = floor(r / T) components; the kept singular vectors are concatenated, U = [U_1k .. U_Tk] (m, T k),
+    V^T = [V_1k^T; ..; V_Tk^T] (T k, n), S = diag(S_1k, .., S_Tk); U and V^T are replaced by their nearest
+    orthogonal matrices (the polar factor P Q^T of their own SVD, P Sigma Q^T), and tau = U_perp S V_perp^T.
+    T = 1 keeps every component and returns tau_1 itself; r < T keeps none and returns zeros (as the reference).
+
+    Ours: a kept component whose singular value is <= `rank_rtol` times its task's largest is left out. The
+    reference keeps it; its singular vectors then span part of a null space, are whatever LAPACK returns, and still
+    change the polar factor of every other column, so a task vector of rank below k (a merged LoRA, or an expert
+    equal to the base in this weight) gives a result that depends on that arbitrary basis. Leaving them out is
+    basis-free, and changes nothing for task vectors of rank >= k. ``rank_rtol=0`` keeps them, as the reference.
+    When the kept singular vectors of different tasks are themselves linearly dependent (two identical experts,
+    say), the polar factor is still not unique: the reference and this function both depend on the SVD then.
+
+    Parameters
+    ----------
+    task_vectors : torch.Tensor of shape (T, m, n)
+        Already weighted; float32 or float64 (the maths runs in that dtype).
+    rank_rtol : float, default=1e-5
+        Relative singular-value cut-off (>= 0) for leaving a kept component out; about 100x float32's rounding.
+
+    Returns
+    -------
+    torch.Tensor of shape (m, n), the input's dtype
+    """
+    t, m, n = task_vectors.shape
+    k = min(m, n) // t  # the reference writes int(r * (1 / T)): one lower only for exact multiples at odd T (49, ...)
+    if k == 0:
+        return torch.zeros(m, n, dtype=task_vectors.dtype)
+    u, s, vh = torch.linalg.svd(task_vectors, full_matrices=False)  # (T, m, r), (T, r), (T, r, n)
+    u, s, vh = u[:, :, :k], s[:, :k], vh[:, :k, :]
+    keep = s > rank_rtol * s[:, :1] if rank_rtol > 0 else torch.ones_like(s, dtype=torch.bool)  # (T, k); zero tau: none
+    if not bool(keep.any()):
+        return torch.zeros(m, n, dtype=task_vectors.dtype)
+    u_cat = u.permute(1, 0, 2)[:, keep]  # (m, K'): task i's kept columns, tasks in order
+    s_cat = s[keep]  # (K',)
+    vh_cat = vh[keep]  # (K', n)
+    pu, _, qu = torch.linalg.svd(u_cat, full_matrices=False)
+    pv, _, qv = torch.linalg.svd(vh_cat, full_matrices=False)
+    u_perp, vh_perp = pu @ qu, pv @ qv  # orthonormal columns (m, K') and rows (K', n)
+    return (u_perp * s_cat) @ vh_perp
+
+
+def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[float] | None = None,
+         scale: float = 1.0, exclude_keys: Sequence[str] = (), rank_rtol: float = DEFAULT_RANK_RTOL,
+         check_base: bool | float = True) -> dict[str, torch.Tensor]:
+    """TSV-Merge (Task Singular Vectors): per 2-D weight, `tsvm_matrix` of the (weighted) task vectors; every
+    other float tensor (biases, norms, keys in `exclude_keys`) gets the mean of the task vectors.
+
+    theta = theta_base + scale * tau_TSVM. Sources, element by element: the per-layer SVD of each task matrix, the
+    truncation of each task to a 1/T share of the rank and the decorrelation of the concatenated singular vectors by
+    their nearest orthogonal matrices are the paper's (TSV-M); k = floor(min(m, n) / T), orthogonalising U and V^T
+    each by its own SVD (U_perp = P Q^T), the mean for non-2-D tensors, per-task weights applied to the task vectors
+    before the SVDs and the global alpha applied after are the reference code's (AntoAndGar/task_singular_vectors
+    src/utils/TSVM_utils.py `compute_and_sum_svd_mem_reduction`; FusionBench method/task_singular_vector/TSVM.py,
+    whose config default is alpha = 1). The reference's CLIP-specific exclusion of "text_projection" is
+    `exclude_keys` here (empty by default). Ours: the kept components are concatenated without the reference's zero
+    padding to min(m, n) columns, which gives the same polar factor when the kept vectors are linearly independent;
+    components with a (numerically) zero singular value are left out (`rank_rtol`, see `tsvm_matrix`).
+
+    Parameters
+    ----------
+    base, experts : see `average`
+    weights : sequence of float, optional
+        T per-task weights >= 0 that scale each task vector before the SVDs (FusionBench's list-valued
+        alpha); default all 1.
+    scale : float, default=1.0
+        The global alpha (> 0) applied to the merged task vector (FusionBench's config default: 1).
+    exclude_keys : sequence of str, default=()
+        2-D keys merged by the mean of the task vectors instead.
+    rank_rtol : float, default=1e-5
+        Kept components with a singular value <= rank_rtol x their task's largest are left out (>= 0; 0 keeps them,
+        as the reference does).
+    check_base : bool or float, default=True
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> b = {"w": torch.randn(6, 4, generator=g)}
+    >>> e = [{"w": b["w"] + 0.1 * torch.randn(6, 4, generator=g)} for _ in range(2)]
+    >>> torch.allclose(tsvm(b, e[:1])["w"], e[0]["w"], atol=1e-6)  # one task keeps every component
+    True
+    """
+    _prepare(base, experts, check_base)
+    w, lam = _check_weights(weights, len(experts)), _check_scale(scale)
+    if not isinstance(rank_rtol, (int, float)) or not (0 <= rank_rtol < 1):
+        raise UserError(f"Invalid rank_rtol: {rank_rtol!r}; expected a number in [0, 1)")
+    excluded = set(exclude_keys)
+    unknown = sorted(excluded - set(base))
+    if unknown:
+        raise UserError(f"Invalid exclude_keys: {unknown[:5]} not in the state dicts")
+    merged = {}
+    for k in base:
+        if not _mergeable(base[k]):
+            continue
+        d = _deltas(base, experts, k)
+        d = d * _weight_view(w, d)
+        merged[k] = lam * (tsvm_matrix(d, rank_rtol=rank_rtol) if base[k].ndim == 2 and k not in excluded
+                           else d.mean(0))
+    return _finish(base, merged)
+
+
 # ------------------------------------------------------------------------------------------------ registry
 @dataclass(frozen=True)
 class MergeInfo:
@@ -552,12 +691,13 @@ for _info in (
     MergeInfo("dare", "DARE", dare, "Yu et al. 2024, arXiv 2311.03099",
               {"scale": 1.0, "density": 0.5, "consensus": False}, stochastic=True),
     MergeInfo("wudi", "WUDI", wudi, "Cheng et al. 2025, arXiv 2503.08099", {"solver": "closed_form"}),
+    MergeInfo("tsvm", "TSVM", tsvm, "Gargiulo et al. 2025 (CVPR), arXiv 2412.00081", {"scale": 1.0}),
 ):
     MERGES.register(_info.name, _info)
 
 
 def merge(method: str, base: StateDict, experts: Sequence[StateDict], **kwargs: Any) -> dict[str, torch.Tensor]:
-    """Merge `experts` into `base` with the registered `method` (average, task_arithmetic, ties, dare, wudi).
+    """Merge `experts` into `base` with the registered `method` (average, task_arithmetic, ties, dare, wudi, tsvm).
 
     Examples
     --------

@@ -8,11 +8,12 @@ text model (SmolLM2-135M-Instruct) with the generated text domains of `tenfold.m
 Implemented: `SSRPipeline`, with resumable stages that each write their own checkpoint under a work dir:
 ``scaffold`` (train the shared base on the scaffold domain), ``specialise`` (branch an expert from the scaffold
 or from the base and train it on one domain: LoRA via PEFT by default, full fine-tuning as an option),
-``reconcile`` (merge the experts' task vectors with any merge in `tenfold.merging.MERGES`; for LoRA experts the
-task vector is the merged-in delta B A alpha/r), ``joint`` (multi-task training) and ``sequential`` (one domain
+``reconcile`` (merge any stage models against any base with any merge in `tenfold.merging.MERGES`; for LoRA
+stages a task vector is the sum of the merged-in deltas B A alpha/r since the base), ``joint`` (multi-task training) and ``sequential`` (one domain
 after another) baselines, optional GRPO (`tenfold.merging.grpo`, TRL's GRPOTrainer), and an exact-match
-evaluation. Not implemented: images, the paper's embodied SFT stage after merging, its square-averaged token
-weights, and its data.
+evaluation. The paper's order (merge the scaffold and the experts branched from it against the pre-trained model,
+then SFT the merge on the next domain) is `reconcile` on those stages followed by `train` from the merge. Not
+implemented: images, the paper's square-averaged token weights, and its data.
 
 Reconstruction (ours, each a `SSRConfig` field): only the top `adapt_layers` decoder layers are trained in
 every stage. The frozen bottom layers are then the same for every model of the pipeline, so their output for
@@ -474,10 +475,18 @@ class SSRPipeline:
         start = self.scaffold(scaffold_domain) if branch_from == "scaffold" else self.base_state
         return self.train(start, [domain], self.cfg.expert_steps, f"expert_{domain}_from_{branch_from}")
 
-    def joint(self, domains: Sequence[str], scaffold_domain: str = "spatial") -> StateDict:
-        """Baseline: one model trained from the scaffold on the mixture of `domains` (expert_steps x K steps)."""
-        return self.train(self.scaffold(scaffold_domain), list(domains), self.cfg.expert_steps * len(domains),
-                          "joint_" + "_".join(domains))
+    def joint(self, domains: Sequence[str], scaffold_domain: str = "spatial", *, start: str = "scaffold",
+              steps: int | None = None) -> StateDict:
+        """Baseline: one model trained on the mixture of `domains` (each example's domain drawn uniformly) from the
+        scaffold (`start="scaffold"`) or from the pre-trained model (`start="base"`), for `steps` SFT steps
+        (default expert_steps x len(domains))."""
+        check_choice("start", start, BRANCHES)
+        steps = self.cfg.expert_steps * len(domains) if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise UserError(f"Invalid steps: {steps!r}; expected an integer >= 0")
+        first = self.scaffold(scaffold_domain) if start == "scaffold" else self.base_state
+        tag = "joint_" + "_".join(domains) + ("" if start == "scaffold" else f"_from_base_{steps}")
+        return self.train(first, list(domains), steps, tag)
 
     def sequential(self, domains: Sequence[str], scaffold_domain: str = "spatial") -> list[StateDict]:
         """Baseline: from the scaffold, train on each domain in turn (expert_steps each, fresh LoRA per stage,
@@ -488,22 +497,37 @@ class SSRPipeline:
             out.append(state)
         return out
 
-    def reconcile(self, method: str, domains: Sequence[str], *, branch_from: str = "scaffold",
-                  scaffold_domain: str = "spatial", **merge_kwargs: Any) -> StateDict:
-        """Stage 3: merge the experts of `domains` (branched from `branch_from`) into their common base with a
-        merge from `MERGES` (hyper-parameters: the registry's defaults, overridden by `merge_kwargs`)."""
+    def reconcile(self, method: str, experts: Mapping[str, Mapping[str, torch.Tensor]],
+                  base: Mapping[str, torch.Tensor] | None = None, *, name: str | None = None,
+                  **merge_kwargs: Any) -> StateDict:
+        """Stage 3: merge any stage models `experts` (name -> adapted-layer state) against any `base` (default:
+        the pre-trained model, the paper's choice) with a merge from `MERGES` (hyper-parameters: the registry's
+        defaults, overridden by `merge_kwargs`). The result is checkpointed under a tag made of `method`, `name`
+        (default: the expert names) and a hash of the base, the experts and the settings, so a call with other
+        weights never reuses it.
+
+        The paper (ACE-Brain-0, Table 1 via the digests) merges the spatial scaffold and the driving and aerial
+        experts branched from it against the pre-scaffold model, so every task vector carries the scaffold's
+        delta: ``pipe.reconcile("wudi", {"spatial": scaffold, "driving": ad, "aerial": uav})``.
+        """
         info = MERGES.get(method)
+        if not isinstance(experts, Mapping) or not experts:
+            raise UserError("Invalid experts: expected a non-empty mapping of stage name -> state dict, e.g. "
+                            "{'spatial': pipe.scaffold(), 'driving': pipe.specialise('driving')}")
+        base = self.base_state if base is None else base
         kw = {**info.hyper, **merge_kwargs}
-        tag = f"merge_{method}_{branch_from}_" + "_".join(domains) + "_" + config_key(_jsonable(kw), length=8)
+        if info.stochastic and "generator" not in kw:
+            kw["generator"] = self.cfg.seed
+        h = hashlib.sha256(json.dumps(_jsonable(kw), sort_keys=True).encode())
+        for sd in (base, *experts.values()):
+            h.update(stage_fingerprint(sd, [], 0, self.cfg).encode())
+        tag = f"merge_{method}_{name or '_'.join(experts)}_{h.hexdigest()[:10]}"
         ck = load_checkpoint(self.work_dir / f"{tag}.pt", restore_rng=False)
         if ck is not None:
             return ck["state"]
-        base = self.scaffold(scaffold_domain) if branch_from == "scaffold" else self.base_state
-        experts = [self.specialise(d, branch_from, scaffold_domain) for d in domains]
-        if info.stochastic and "generator" not in kw:
-            kw["generator"] = self.cfg.seed
-        state = merge(method, base, experts, **kw)
-        save_checkpoint(self.work_dir / f"{tag}.pt", state=state, method=method, kwargs=_jsonable(kw))
+        state = merge(method, base, list(experts.values()), **kw)
+        save_checkpoint(self.work_dir / f"{tag}.pt", state=state, method=method, kwargs=_jsonable(kw),
+                        experts=list(experts))
         return state
 
     def grpo(self, start: Mapping[str, torch.Tensor], examples: Sequence[Example], settings, tag: str,
