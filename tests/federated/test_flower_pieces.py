@@ -23,6 +23,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
+from tenfold.federated.rounds import GridView  # noqa: E402
 from tenfold.common.errors import UserError  # noqa: E402
 from tenfold.data.partition import count_duplicates, flsim_dirichlet_partition  # noqa: E402
 from tenfold.federated.flower import (CORRECTION_KEY, DIVERGENCE_METRIC, DRIFT_METRIC, LAST_STATE,  # noqa: E402
@@ -95,19 +96,6 @@ class AppGrid(LocalGrid):
         return replies
 
 
-class _View:
-    """Shows a strategy's sampler only some nodes (the test picks who trains in each round)."""
-
-    def __init__(self, grid, node_ids):
-        self.grid, self.ids = grid, list(node_ids)
-
-    def get_node_ids(self):
-        return list(self.ids)
-
-    def send_and_receive(self, messages, timeout=None):
-        return self.grid.send_and_receive(messages, timeout)
-
-
 def run_plan(strategy, app, plan, config=None, model_fn=mlp):
     """Rounds 1..len(plan), round r trained by the partitions plan[r-1]; returns globals [w0, w1, ...] and metrics."""
     grid = AppGrid(app)
@@ -115,7 +103,7 @@ def run_plan(strategy, app, plan, config=None, model_fn=mlp):
     globals_, metrics = [arrays.to_torch_state_dict()], [None]
     for r, pids in enumerate(plan, 1):
         msgs = strategy.configure_train(r, arrays, ConfigRecord(config or {"lr": 0.1}),
-                                        _View(grid, [grid.node_of[p] for p in pids]))
+                                        GridView(grid, [grid.node_of[p] for p in pids]))
         arrays, m = strategy.aggregate_train(r, grid.send_and_receive(msgs))
         globals_.append(arrays.to_torch_state_dict())
         metrics.append(m)

@@ -75,8 +75,9 @@ def partition_map(grid, n_clients: int, *, timeout: float = 120.0) -> dict[int, 
     return out
 
 
-class _View:
-    """The grid as a strategy's sampler sees it: only the nodes chosen for this round."""
+class GridView:
+    """The grid as a strategy's sampler sees it: only the nodes chosen for this round (shared with the FLConfig
+    server loop)."""
 
     def __init__(self, grid, node_ids):
         self._grid, self._ids = grid, list(node_ids)
@@ -177,7 +178,7 @@ def run_sampled_rounds(grid, strategy, initial, *, n_clients: int, rounds: int, 
         pids = bernoulli_sample(n_clients, fraction, seed, rnd)
         chosen = [node_of[p] for p in pids if p in node_of]
         messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(train_config or {})),
-                                                 _View(grid, chosen)))
+                                                 GridView(grid, chosen)))
         if sorted(m.metadata.dst_node_id for m in messages) != sorted(chosen):
             raise UserError("Invalid strategy: it did not train exactly the nodes it was shown; use "
                             "fraction_train=1.0, min_train_nodes=1, min_available_nodes=1")

@@ -19,21 +19,9 @@ import torch
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.federated.config import FLConfig
 from tenfold.federated.maths import dispersion
+from tenfold.federated.rounds import GridView
 
 log = logging.getLogger("tenfold.federated")
-
-
-class _Subset:
-    """A Grid view that shows only the chosen nodes to a strategy's sampler."""
-
-    def __init__(self, grid, node_ids):
-        self._grid, self._ids = grid, list(node_ids)
-
-    def get_node_ids(self):
-        return list(self._ids)
-
-    def __getattr__(self, name):
-        return getattr(self._grid, name)
 
 
 def _handshake(grid, cfg: FLConfig) -> dict[int, int]:
@@ -126,7 +114,7 @@ def run_rounds(grid, cfg: FLConfig, initial: dict, *, checkpoint_path: str | Pat
         chosen_pids = set(rng.sample(sorted(pid_of[n] for n in online), k))
         chosen = [n for n in online if pid_of[n] in chosen_pids]
         strategy.min_train_nodes = strategy.min_available_nodes = k
-        messages = strategy.configure_train(rnd, arrays, ConfigRecord(cfg.to_record()), _Subset(grid, chosen))
+        messages = strategy.configure_train(rnd, arrays, ConfigRecord(cfg.to_record()), GridView(grid, chosen))
         replies = sorted(grid.send_and_receive(messages, timeout=cfg.round_timeout),
                          key=lambda m: pid_of.get(m.metadata.src_node_id, -1))
         ok = [m for m in replies if not m.has_error()]
