@@ -188,3 +188,18 @@ def test_expert_equal_to_base_in_one_weight_is_ignored_there():
     out = tsvm(base, [{"w": torch.zeros(8, 6)}, e], check_base=False)["w"]
     u, s, vh = torch.linalg.svd(e["w"], full_matrices=False)  # k = 3 of the live task, orthogonal to nothing else
     assert torch.allclose(out, (u[:, :3] * s[:3]) @ vh[:3], atol=1e-5)
+
+
+def test_lora_stages_that_share_a_parent_give_a_basis_free_result():
+    """The SSR merge's inputs: S, S + D, S + A (all of low rank, the last two containing the first). The tasks' kept
+    singular vectors are linearly dependent, so the reference's polar factor depends on the SVD's basis; ours (over
+    the non-zero singular values) is equivariant under orthogonal Q, R, in float64 and in float32."""
+    g = torch.Generator().manual_seed(3)
+    s_, d_, a_ = (_rank(4, 96, 80, g) for _ in range(3))
+    taus = torch.stack([s_, s_ + d_, s_ + a_])
+    q, _ = torch.linalg.qr(torch.randn(96, 96, generator=g, dtype=torch.float64))
+    r, _ = torch.linalg.qr(torch.randn(80, 80, generator=g, dtype=torch.float64))
+    for dtype, tol in ((torch.float64, 1e-8), (torch.float32, 1e-3)):
+        got = tsvm_matrix(taus.to(dtype)).double()
+        turned = (q.T @ tsvm_matrix((q @ taus @ r).to(dtype)).double() @ r.T)
+        assert float((turned - got).norm() / got.norm()) < tol

@@ -129,12 +129,14 @@ def _pipeline(cfg, seed, ctx):
 
 
 def _evals(pipe, name, state, domains=DOMAINS):
-    """Exact match per domain of one pipeline model, cached in the pipeline's folder (shared by arms)."""
+    """Exact match per domain of one pipeline model, cached in the pipeline's folder (shared by arms) under its name
+    and a hash of its weights, so a score is never reused for other weights."""
     import json
 
     from tenfold.common.atomic import atomic_write_json
+    from tenfold.merging.ssr import stage_fingerprint
 
-    path = pipe.work_dir / f"eval_{name}.json"
+    path = pipe.work_dir / f"eval_{name}_{stage_fingerprint(state, [], 0, pipe.cfg)[:10]}.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     for d in domains:
         if d not in done:
@@ -252,7 +254,11 @@ def _run(arm, seed, cfg, ctx):
         settings = GRPOSettings(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts,
                                 num_generations=cfg.grpo_generations, beta=cfg.grpo_beta, lr=cfg.grpo_lr,
                                 lora_rank=cfg.lora_rank, lora_alpha=2.0 * cfg.lora_rank, seed=seed)
-        state, log = pipe.grpo(_ssr(pipe, cfg), examples, settings, f"grpo_ssr_{config_key(settings)}")
+        start = _ssr(pipe, cfg)
+        from tenfold.merging.ssr import stage_fingerprint
+
+        tag = f"grpo_ssr_{config_key(settings)}_{stage_fingerprint(start, [], 0, pipe.cfg)[:10]}"  # start weights too
+        state, log = pipe.grpo(start, examples, settings, tag)
         curves["grpo_reward"] = {"x": log["step"], "y": log["reward"], "xlabel": "GRPO step",
                                  "ylabel": "mean exact-match reward"}
         extra["grpo"] = log
@@ -334,7 +340,7 @@ _METRICS = [Metric(f"acc_{d}", "%", True, f"greedy exact match on the {d} test s
            "mean over the first three domains"),
     Metric("wudi_ratio", "ratio", False, "WUDI's objective of the merge over that of the task vectors' sum (task "
            "arithmetic, Adam's start): 1 = no progress; the closed form is the minimum"),
-    Metric("merge_seconds", "s", False, "wall time of the merge (1 thread; 0 when read from its checkpoint)"),
+    Metric("merge_seconds", "s", False, "wall time of the merge (the run's --threads; 0 when read from its checkpoint)"),
     Metric("grpo_gen_per_s", "gen/s", True, "GRPO completions per second (TRL, CPU)"),
 ]
 

@@ -569,8 +569,10 @@ def tsvm_matrix(task_vectors: torch.Tensor, *, rank_rtol: float = DEFAULT_RANK_R
     change the polar factor of every other column, so a task vector of rank below k (a merged LoRA, or an expert
     equal to the base in this weight) gives a result that depends on that arbitrary basis. Leaving them out is
     basis-free, and changes nothing for task vectors of rank >= k. ``rank_rtol=0`` keeps them, as the reference.
-    When the kept singular vectors of different tasks are themselves linearly dependent (two identical experts,
-    say), the polar factor is still not unique: the reference and this function both depend on the SVD then.
+    When the kept singular vectors of different tasks are themselves linearly dependent (two identical experts, or
+    LoRA stages that share a parent: S, S + D, S + A), the reference's polar factor is not unique either; here the
+    polar factor is taken over the non-zero singular values only (`_polar`), which is unique, and equal to the
+    reference's when they are independent.
 
     Parameters
     ----------
@@ -595,10 +597,23 @@ def tsvm_matrix(task_vectors: torch.Tensor, *, rank_rtol: float = DEFAULT_RANK_R
     u_cat = u.permute(1, 0, 2)[:, keep]  # (m, K'): task i's kept columns, tasks in order
     s_cat = s[keep]  # (K',)
     vh_cat = vh[keep]  # (K', n)
-    pu, _, qu = torch.linalg.svd(u_cat, full_matrices=False)
-    pv, _, qv = torch.linalg.svd(vh_cat, full_matrices=False)
-    u_perp, vh_perp = pu @ qu, pv @ qv  # orthonormal columns (m, K') and rows (K', n)
+    u_perp, vh_perp = _polar(u_cat, rank_rtol), _polar(vh_cat, rank_rtol)  # (m, K'), (K', n)
     return (u_perp * s_cat) @ vh_perp
+
+
+def _polar(x: torch.Tensor, rtol: float) -> torch.Tensor:
+    """The polar factor P Q^T of x = P Sigma Q^T, over the singular values above rtol x the largest (rtol > 0).
+
+    When x has full rank this is the reference's P Q^T. When the kept singular vectors of different tasks are
+    linearly dependent (LoRA stages that share a parent: S, S + D, S + A), x is rank-deficient, the reference's
+    P Q^T depends on the basis LAPACK picks for the null directions, and the partial isometry over the non-zero
+    singular values is the unique part of it (ours; tested invariant to a rotation of the inputs).
+    """
+    p, sv, q = torch.linalg.svd(x, full_matrices=False)
+    if rtol > 0 and sv.numel():
+        live = sv > rtol * sv[0]
+        p, q = p[:, live], q[live]
+    return p @ q
 
 
 def tsvm(base: StateDict, experts: Sequence[StateDict], *, weights: Sequence[float] | None = None,
