@@ -1,7 +1,7 @@
 """The scaffold-specialise-reconcile (SSR) pipeline of ACE-Brain-0, on a small causal LM with text domains.
 
 Paper: Gong et al., "ACE-Brain-0: Spatial Intelligence as a Shared Scaffold for Universal Embodiments",
-arXiv 2603.03198 (training code not released; what is known: ../shared/research/elas-moe-merge.md section 3).
+arXiv 2603.03198 (training code not released; what is known: ../shared/research/fidelity/tapgpt-ssr.md section 2).
 The paper trains an 8B vision-language model (Qwen3-VL); this module reproduces the *paradigm* on a 135M
 text model (SmolLM2-135M-Instruct) with the generated text domains of `tenfold.merging.domains`.
 
