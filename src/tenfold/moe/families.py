@@ -116,8 +116,9 @@ def find_moe_layers(model: nn.Module) -> list[MoELayer]:
         experts = getattr(mod, "experts", None)
         if not isinstance(experts, nn.Module):
             continue
-        if family in REFUSED:
-            raise UserError(f"Unsupported MoE family {family!r}: {REFUSED[family]}")
+        base = family.removesuffix("_text")  # text sub-configs of composite models: inkling_text, ...
+        if base in REFUSED:
+            raise UserError(f"Unsupported MoE family {family!r}: {REFUSED[base]}")
         _check_experts(family, name, experts)
         rname = next((r for r in ROUTER_NAMES if isinstance(getattr(mod, r, None), nn.Module)), None)
         if rname is None:
