@@ -12,7 +12,7 @@ expert's output into the replacement's with a weight going 1 -> 0), `naive_repla
 selection, each replaced expert = rank-r SVD of itself, no base, no annealing), `prune` (frequency-based
 dropping with router re-normalisation) and `merge` (MC-SMoE-style: dominant experts by frequency, others
 grouped by router-logit similarity, frequency-weighted weight averaging). Compressed layers are module
-swaps (`CompressedExperts`, `PrunedRouter`) picked by fully-qualified name, so per-layer expert counts may
+swaps (`CompressedExperts`, `SubsetRouter`) picked by fully-qualified name, so per-layer expert counts may
 differ although the HF config holds one count. `recover` fine-tunes with LoRA (PEFT) on the attention
 projections plus the replacement factors under the anneal schedule, with resumable checkpoints.
 `save_compressed`/`load_compressed` round-trip a compressed model. Not implemented: MC-SMoE's post-merge
@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tenfold.common.atomic import atomic_write, atomic_write_json
+from tenfold.common.atomic import atomic_write, atomic_write_json, atomic_write_text
 from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import field
 from tenfold.common.errors import UserError, check_choice
+from tenfold.moe.families import SubsetRouter, check_mask_groups, group_limited
 from tenfold.moe.stats import LayerStats, expert_forward, expert_weights, require_moe
 
 METHODS = ("lightmoe", "prune", "merge", "naive_replace")
@@ -116,6 +117,12 @@ class CompressedExperts(nn.Module):
         Base index of every low-rank expert (-1 = none).
     n_dense, n_base, rank : int
     act_fn : callable, default=F.silu
+    gate_fn : callable (module, gate_up (N, 2I)) -> (N, I), optional
+        The source store's unbound `_apply_gate` (the family's gated activation); scalar attributes it reads
+        (`swiglu_limit`, ...) are passed in `gate_attrs`. Default: act_fn(gate) * up.
+    gate_attrs : dict, optional
+    dtype, device : optional
+        Of the parameters (the source weights' dtype and device; default torch's).
 
     Attributes
     ----------
@@ -123,26 +130,43 @@ class CompressedExperts(nn.Module):
     base_gate_up : (n_base, 2I, H), base_down : (n_base, H, I)
     lr_gu_a : (R, r, H), lr_gu_b : (R, 2I, r), lr_dn_a : (R, r, I), lr_dn_b : (R, H, r)
     lam : scalar buffer, the blend weight of the replacement (1 = replacement only)
+    teacher_gate_up : (R, 2I, H), teacher_down : (R, H, I), or None
+        Non-persistent buffers (moved by `.to()`, not trained, not saved), dropped by `finish_recovery`.
     """
 
     def __init__(self, hidden: int, inter: int, slot_kind: Sequence[int], slot_index: Sequence[int],
-                 lowrank_base: Sequence[int], n_dense: int, n_base: int, rank: int, act_fn: Callable = F.silu):
+                 lowrank_base: Sequence[int], n_dense: int, n_base: int, rank: int, act_fn: Callable = F.silu,
+                 gate_fn: Callable | None = None, gate_attrs: dict | None = None, dtype=None, device=None):
         super().__init__()
         n_lr = len(lowrank_base)
         self.hidden_dim, self.intermediate_dim, self.rank = hidden, inter, rank
         self.num_experts = len(slot_kind)
         self.act_fn = act_fn
-        z = lambda *s: nn.Parameter(torch.zeros(*s))  # noqa: E731
+        self._gate_fn = gate_fn
+        for k, v in (gate_attrs or {}).items():
+            if not hasattr(self, k):
+                setattr(self, k, v)
+        z = lambda *s: nn.Parameter(torch.zeros(*s, dtype=dtype, device=device))  # noqa: E731
         self.dense_gate_up, self.dense_down = z(n_dense, 2 * inter, hidden), z(n_dense, hidden, inter)
         self.base_gate_up, self.base_down = z(n_base, 2 * inter, hidden), z(n_base, hidden, inter)
         self.lr_gu_a, self.lr_gu_b = z(n_lr, rank, hidden), z(n_lr, 2 * inter, rank)
         self.lr_dn_a, self.lr_dn_b = z(n_lr, rank, inter), z(n_lr, hidden, rank)
-        self.register_buffer("slot_kind", torch.tensor(list(slot_kind), dtype=torch.long))
-        self.register_buffer("slot_index", torch.tensor(list(slot_index), dtype=torch.long))
-        self.register_buffer("lowrank_base", torch.tensor(list(lowrank_base), dtype=torch.long))
-        self.register_buffer("lam", torch.ones(()))
-        self.teacher_gate_up: Tensor | None = None  # (R, 2I, H), not saved: dropped by finish_recovery
-        self.teacher_down: Tensor | None = None
+        long = dict(dtype=torch.long, device=device)
+        self.register_buffer("slot_kind", torch.tensor(list(slot_kind), **long))
+        self.register_buffer("slot_index", torch.tensor(list(slot_index), **long))
+        self.register_buffer("lowrank_base", torch.tensor(list(lowrank_base), **long))
+        self.register_buffer("lam", torch.ones((), dtype=dtype, device=device))
+        # the original weights of the low-rank slots while annealing: buffers so that .to() moves them, not
+        # persistent (not saved; save_compressed requires finish_recovery first), never parameters (not trained)
+        self.register_buffer("teacher_gate_up", None, persistent=False)  # (R, 2I, H)
+        self.register_buffer("teacher_down", None, persistent=False)  # (R, H, I)
+
+    def apply_gate(self, gate_up: Tensor) -> Tensor:
+        """The source family's gated activation (N, 2I) -> (N, I)."""
+        if self._gate_fn is not None:
+            return self._gate_fn(self, gate_up)
+        g, u = gate_up.chunk(2, dim=-1)
+        return self.act_fn(g) * u
 
     def spec(self) -> dict:
         """Structural description from which `from_spec` rebuilds an empty module (for loading)."""
@@ -151,8 +175,9 @@ class CompressedExperts(nn.Module):
                 "n_dense": self.dense_gate_up.shape[0], "n_base": self.base_gate_up.shape[0], "rank": self.rank}
 
     @classmethod
-    def from_spec(cls, spec: dict, act_fn: Callable = F.silu) -> "CompressedExperts":
-        return cls(**spec, act_fn=act_fn)
+    def from_spec(cls, spec: dict, source: nn.Module | None = None, **kw) -> "CompressedExperts":
+        """Empty module of `spec` with the gated activation of `source` (the family's original store)."""
+        return cls(**spec, **(_gate_kwargs(source) if source is not None else {}), **kw)
 
     def _lowrank_out(self, j: int, x: Tensor) -> Tensor:
         # factored path: x (N, H) -> (N, r) -> (N, 2I); never materialises the (2I, H) delta
@@ -160,8 +185,7 @@ class CompressedExperts(nn.Module):
         b = int(self.lowrank_base[j])
         if b >= 0:
             gu = gu + F.linear(x, self.base_gate_up[b])
-        g, u = gu.chunk(2, dim=-1)
-        h = self.act_fn(g) * u
+        h = self.apply_gate(gu)
         y = F.linear(F.linear(h, self.lr_dn_a[j]), self.lr_dn_b[j])
         return y + F.linear(h, self.base_down[b]) if b >= 0 else y
 
@@ -169,33 +193,43 @@ class CompressedExperts(nn.Module):
         """Output of slot e on x (N, H) -> (N, H), the anneal blend included."""
         kind, i = int(self.slot_kind[e]), int(self.slot_index[e])
         if kind == DENSE:
-            return expert_forward(self.dense_gate_up[i], self.dense_down[i], x, self.act_fn)
+            return expert_forward(self.dense_gate_up[i], self.dense_down[i], x, self.apply_gate)
         if kind == REMOVED:
             raise RuntimeError(f"expert slot {e} was removed but received tokens")
         y = self._lowrank_out(i, x)
         if self.teacher_gate_up is not None and float(self.lam) < 1:
             with torch.no_grad():
-                t = expert_forward(self.teacher_gate_up[i], self.teacher_down[i], x, self.act_fn)
-            y = self.lam * y + (1 - self.lam) * t
+                t = expert_forward(self.teacher_gate_up[i], self.teacher_down[i], x, self.apply_gate)
+            y = self.lam * y + (1 - self.lam) * t  # lam = 0: exactly the original expert
         return y
 
     def forward(self, hidden_states: Tensor, top_k_index: Tensor, top_k_weights: Tensor) -> Tensor:
-        """hidden_states (N, H), top_k_index (N, k) slot ids, top_k_weights (N, k) -> (N, H)."""
-        out = torch.zeros_like(hidden_states)
+        """hidden_states (N, H), top_k_index (N, k) slot ids, top_k_weights (N, k) -> (N, H).
+
+        The k weighted expert outputs are summed in the product's dtype (fp32 when a bf16 model's router
+        returns fp32 weights) and cast once, as transformers' default `grouped_mm` experts do, so that dense
+        slots reproduce the original block bit for bit on CPU."""
+        N, k = top_k_index.shape
         with torch.no_grad():
             mask = F.one_hot(top_k_index, self.num_experts).permute(2, 1, 0)  # (E, k, N)
             hit = (mask.sum((1, 2)) > 0).nonzero().flatten().tolist()
+        parts = None  # (N, k, H): output of the expert in pick j of token t, times its weight
         for e in hit:
             pos, tok = torch.where(mask[e])
             y = self.slot_forward(e, hidden_states[tok]) * top_k_weights[tok, pos, None]
-            out.index_add_(0, tok, y.to(out.dtype))
-        return out
+            if parts is None:
+                parts = y.new_zeros(N, k, hidden_states.shape[-1])
+            parts.index_put_((tok, pos), y)
+        if parts is None:
+            return torch.zeros_like(hidden_states)
+        return parts.sum(dim=1).to(hidden_states.dtype)
 
     @torch.no_grad()
     def dense_weights(self) -> tuple[Tensor, Tensor]:
         """Materialised per-slot weights gate_up (E, 2I, H), down (E, H, I); removed slots are zero."""
         E, H, I = self.num_experts, self.hidden_dim, self.intermediate_dim
-        gu, dn = torch.zeros(E, 2 * I, H), torch.zeros(E, H, I)
+        like = self.dense_gate_up if self.dense_gate_up.numel() else self.lr_gu_a
+        gu, dn = like.new_zeros(E, 2 * I, H), like.new_zeros(E, H, I)
         for e in range(E):
             kind, i = int(self.slot_kind[e]), int(self.slot_index[e])
             if kind == DENSE:
@@ -207,31 +241,18 @@ class CompressedExperts(nn.Module):
         return gu, dn
 
 
-class PrunedRouter(nn.Module):
-    """Top-k router over the kept slots only: softmax re-normalised over them (`Qwen2MoeTopKRouter` contract).
+def _gate_kwargs(experts: nn.Module) -> dict:
+    """act_fn, the unbound `_apply_gate` and the scalar attributes it may read, of an HF expert store."""
+    fn = getattr(type(experts), "_apply_gate", None)
+    scalar = (int, float, bool, type(None))
+    attrs = {k: v for k, v in vars(experts).items() if not k.startswith("_") and type(v) in scalar}
+    return {"act_fn": getattr(experts, "act_fn", F.silu), "gate_fn": fn, "gate_attrs": attrs}
 
-    Returns (logits (N, E) with 0 at removed slots, top-k weights (N, k), top-k slot ids (N, k)).
-    """
 
-    def __init__(self, hidden: int, kept: Sequence[int], num_experts: int, top_k: int, norm_topk_prob: bool):
-        super().__init__()
-        self.hidden_dim, self.num_experts, self.top_k, self.norm_topk_prob = hidden, num_experts, top_k, norm_topk_prob
-        self.weight = nn.Parameter(torch.zeros(len(kept), hidden))
-        self.register_buffer("kept", torch.tensor(list(kept), dtype=torch.long))
-
-    def spec(self) -> dict:
-        return {"hidden": self.hidden_dim, "kept": self.kept.tolist(), "num_experts": self.num_experts,
-                "top_k": self.top_k, "norm_topk_prob": self.norm_topk_prob}
-
-    def forward(self, hidden_states: Tensor):
-        x = hidden_states.reshape(-1, self.hidden_dim)
-        logits = F.linear(x, self.weight)  # (N, E_kept)
-        probs = torch.softmax(logits, dim=-1, dtype=torch.float)
-        top, idx = torch.topk(probs, self.top_k, dim=-1)
-        if self.norm_topk_prob:
-            top = top / top.sum(-1, keepdim=True)
-        full = logits.new_zeros(x.shape[0], self.num_experts).index_copy(1, self.kept, logits)
-        return full, top.to(logits.dtype), self.kept[idx]
+def _like(experts: nn.Module) -> dict:
+    """dtype and device of a store's weights (new modules are created there)."""
+    w = expert_weights(experts)[0]
+    return {"dtype": w.dtype, "device": w.device}
 
 
 def _set_module(root: nn.Module, fqn: str, new: nn.Module) -> None:
@@ -251,11 +272,6 @@ def swap_modules(model: nn.Module, modules: dict[str, nn.Module]) -> nn.Module:
 
 
 # ---- selection and budgets ----------------------------------------------------------------------------
-def _dims(block) -> tuple[int, int, int]:
-    gu, _ = expert_weights(block.experts)
-    return gu.shape[0], gu.shape[2], gu.shape[1] // 2  # E, H, I
-
-
 def _scores(stats: Sequence[LayerStats], score: str) -> list[Tensor]:
     return [s.gate_mass if score == "gate_mass" else s.freq for s in stats]
 
@@ -329,7 +345,9 @@ def _kmeans(x: Tensor, k: int, iters: int = 20) -> list[int]:
 # ---- compress -----------------------------------------------------------------------------------------
 @torch.no_grad()
 def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig) -> CompressedExperts:
-    gu, dn = (t.detach().float() for t in expert_weights(block.experts))
+    # bases and SVD factors are computed in fp32, then stored in the source weights' dtype and device
+    src_gu, src_dn = (t.detach() for t in expert_weights(block.experts))
+    gu, dn = src_gu.float(), src_dn.float()
     E, H, I = gu.shape[0], gu.shape[2], gu.shape[1] // 2
     r = cfg.rank
     if r > min(H, I):
@@ -350,8 +368,8 @@ def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig
         kind[e], index[e] = DENSE, i
     for j, e in enumerate(chosen):
         kind[e], index[e] = LOWRANK, j
-    mod = CompressedExperts(H, I, kind, index, groups, len(kept), len(bases_gu), r,
-                            getattr(block.experts, "act_fn", F.silu))
+    mod = CompressedExperts(H, I, kind, index, groups, len(kept), len(bases_gu), r, **_gate_kwargs(block.experts),
+                            **_like(block.experts))
     mod.dense_gate_up.copy_(gu[kept]); mod.dense_down.copy_(dn[kept])
     if bases_gu:
         mod.base_gate_up.copy_(torch.stack(bases_gu)); mod.base_down.copy_(torch.stack(bases_dn))
@@ -360,41 +378,49 @@ def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig
         b_dn, a_dn = _svd_factors(dn[e] - (bases_dn[g] if g >= 0 else 0), r)
         mod.lr_gu_a[j], mod.lr_gu_b[j], mod.lr_dn_a[j], mod.lr_dn_b[j] = a_gu, b_gu, a_dn, b_dn
     if cfg.anneal != "none" and chosen:
-        mod.teacher_gate_up, mod.teacher_down = gu[chosen].clone(), dn[chosen].clone()
+        # the originals in their own dtype: at lam = 0 a slot reproduces the original expert bit for bit
+        mod.teacher_gate_up, mod.teacher_down = src_gu[chosen].clone(), src_dn[chosen].clone()
         mod.lam.zero_()
     return mod
 
 
 @torch.no_grad()
-def _prune_layer(block, chosen: list[int]) -> tuple[CompressedExperts, PrunedRouter]:
-    gu, dn = (t.detach().float() for t in expert_weights(block.experts))
+def _prune_layer(block, chosen: list[int], router_attr: str = "gate") -> tuple[CompressedExperts, SubsetRouter]:
+    """Drop `chosen`; the router is the family's own on the kept experts (mask mode when group-limited)."""
+    gu, dn = (t.detach() for t in expert_weights(block.experts))
     E, H, I = gu.shape[0], gu.shape[2], gu.shape[1] // 2
     kept = [e for e in range(E) if e not in chosen]
+    router = getattr(block, router_attr)
+    n_group = group_limited(router)
+    mode = "mask" if n_group > 1 and chosen else "slice"
+    if mode == "mask":
+        why = check_mask_groups(kept, E, n_group, router.top_k, int(getattr(router, "topk_group", 1) or 1))
+        if why:
+            raise UserError(f"Unsupported pruning of a group-limited router ({type(router).__name__}, n_group="
+                            f"{n_group}): {why}; raise min_kept or use a replacing method")
     kind = [REMOVED] * E
     index = [0] * E
     for i, e in enumerate(kept):
         kind[e], index[e] = DENSE, i
-    mod = CompressedExperts(H, I, kind, index, [], len(kept), 0, 1, getattr(block.experts, "act_fn", F.silu))
+    mod = CompressedExperts(H, I, kind, index, [], len(kept), 0, 1, **_gate_kwargs(block.experts),
+                            **_like(block.experts))
     mod.dense_gate_up.copy_(gu[kept]); mod.dense_down.copy_(dn[kept])
-    g = block.gate
-    router = PrunedRouter(H, kept, E, g.top_k, bool(getattr(g, "norm_topk_prob", False)))
-    router.weight.copy_(g.weight.detach()[kept])
-    return mod, router
+    return mod, SubsetRouter(router, kept, E, mode)
 
 
 @torch.no_grad()
 def _merge_layer(block, chosen: list[int], st: LayerStats) -> CompressedExperts:
     """MC-SMoE-lite: the kept (most used) experts are dominant; each chosen expert joins the dominant expert
     with the most similar router logits; each group's weights are averaged, weighted by routing frequency."""
-    gu, dn = (t.detach().float() for t in expert_weights(block.experts))
+    gu, dn = (t.detach().float() for t in expert_weights(block.experts))  # averaged in fp32
     E, H, I = gu.shape[0], gu.shape[2], gu.shape[1] // 2
     dom = [e for e in range(E) if e not in chosen]
     owner = {e: e for e in dom}
     for e in chosen:
         owner[e] = max(dom, key=lambda d: float(st.logit_sim[e, d]))
-    f = st.freq.float() + 1e-6
+    f = st.freq.float().to(gu.device) + 1e-6
     mod = CompressedExperts(H, I, [DENSE] * E, [dom.index(owner[e]) for e in range(E)], [], len(dom), 0, 1,
-                            getattr(block.experts, "act_fn", F.silu))
+                            **_gate_kwargs(block.experts), **_like(block.experts))
     for i, d in enumerate(dom):
         members = [e for e in range(E) if owner[e] == d]
         w = (f[members] / f[members].sum())[:, None, None]
@@ -439,20 +465,21 @@ def compress(model: nn.Module, ratio: float, method: str = "lightmoe", *, stats:
                               method=method, ratio=ratio)
     _validate(cfg)
     layers = require_moe(model)
-    if len(stats) != len(layers) or any(s.name != n for s, (n, _) in zip(stats, layers)):
+    if len(stats) != len(layers) or any(s.name != l.name for s, l in zip(stats, layers)):
         raise UserError("Invalid stats: they do not match the model's MoE layers; compute them with "
                         "expert_stats(model, batches) on this model")
-    dims = [_dims(b) for _, b in layers]
+    dims = [(l.num_experts, l.hidden, l.inter) for l in layers]
     if cfg.method in ("lightmoe", "naive_replace") and cfg.rank > min(min(H, I) for _, H, I in dims):
         raise UserError(f"Invalid rank: {cfg.rank} is larger than the expert matrices allow "
                         f"(min(H, I) = {min(min(H, I) for _, H, I in dims)})")
-    top_k = layers[0][1].gate.top_k
+    top_k = max(l.top_k for l in layers)
     before = expert_param_count(model)
     chosen = plan_selection(stats, dims, cfg, top_k)
     swaps: dict[str, nn.Module] = {}
-    for (name, block), c, st in zip(layers, chosen, stats):
+    for layer, c, st in zip(layers, chosen, stats):
+        name, block = layer.name, layer.block
         if cfg.method == "prune":
-            swaps[f"{name}.experts"], swaps[f"{name}.gate"] = _prune_layer(block, c)
+            swaps[f"{name}.experts"], swaps[f"{name}.{layer.router_attr}"] = _prune_layer(block, c, layer.router_attr)
         elif cfg.method == "merge":
             swaps[f"{name}.experts"] = _merge_layer(block, c, st)
         else:
@@ -467,7 +494,7 @@ def compress(model: nn.Module, ratio: float, method: str = "lightmoe", *, stats:
 # ---- counting, annealing, recovery --------------------------------------------------------------------
 def expert_param_count(model: nn.Module) -> int:
     """Parameters held by the expert stores of every MoE layer (teacher copies excluded)."""
-    return sum(p.numel() for _, b in require_moe(model) for p in b.experts.parameters())
+    return sum(p.numel() for l in require_moe(model) for p in l.experts.parameters())
 
 
 def param_bytes(model: nn.Module) -> int:
@@ -530,7 +557,7 @@ def add_lora(model: nn.Module, rcfg: RecoveryConfig) -> nn.Module:
 
     kw = {}
     if rcfg.lora_expert_rank:
-        stores = [f"{n}.experts" for n, b in require_moe(model) if hasattr(b.experts, "gate_up_proj")]
+        stores = [f"{l.name}.experts" for l in require_moe(model) if hasattr(l.experts, "gate_up_proj")]
         if not stores:
             raise UserError("Invalid lora_expert_rank: the model has no original 3-D expert stores to adapt")
         kw["target_parameters"] = [f"{s}.{w}" for s in stores for w in ("gate_up_proj", "down_proj")]
@@ -552,9 +579,9 @@ def trainable_count(model: nn.Module, rcfg: RecoveryConfig) -> int:
         if isinstance(mod, nn.Linear) and name.rpartition(".")[2] in rcfg.lora_targets:
             n += rcfg.lora_rank * (mod.in_features + mod.out_features)
     if rcfg.lora_expert_rank:
-        for _, b in require_moe(model):
-            if hasattr(b.experts, "gate_up_proj"):
-                E, two_i, h = b.experts.gate_up_proj.shape
+        for l in require_moe(model):
+            if hasattr(l.experts, "gate_up_proj"):
+                E, two_i, h = l.experts.gate_up_proj.shape
                 n += rcfg.lora_expert_rank * E * (h + two_i) + rcfg.lora_expert_rank * E * (two_i // 2 + h)
     for name, p in model.named_parameters():
         if (rcfg.train_factors and ".lr_" in name) or (rcfg.train_base and ".base_" in name):
@@ -612,41 +639,71 @@ def recover(model: nn.Module, batch_fn: Callable[[int], tuple[Tensor, Tensor]], 
 
 
 # ---- save / load ----------------------------------------------------------------------------------------
-PLAN_NAME, WEIGHTS_NAME = "moe_compression.json", "model.pt"
+PLAN_NAME, WEIGHTS_NAME, CONFIG_NAME = "moe_compression.json", "model.pt", "config.json"
+
+
+def _main_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype most floating-point parameters have (a bf16 model may keep fp32 routers)."""
+    count: dict[torch.dtype, int] = {}
+    for p in model.parameters():
+        if p.is_floating_point():
+            count[p.dtype] = count.get(p.dtype, 0) + p.numel()
+    return max(count, key=count.get) if count else torch.float32
 
 
 def save_compressed(model: nn.Module, path: str | Path) -> Path:
-    """Write the HF config, the swapped modules' structure and the state dict into folder `path`."""
+    """Write the HF config (`config.json`, as `save_pretrained` writes it), the swapped modules' structure and
+    the state dict into folder `path`."""
     if any(m.teacher_gate_up is not None for m in compressed_experts(model)):
         raise UserError("Invalid model: annealing teachers are still attached; call finish_recovery(model) first")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     swaps = {}
     for n, m in model.named_modules():
-        if isinstance(m, (CompressedExperts, PrunedRouter)):
+        if isinstance(m, (CompressedExperts, SubsetRouter)):
             swaps[n] = {"type": type(m).__name__, "spec": m.spec()}
-    atomic_write_json(path / PLAN_NAME, {"model_type": model.config.model_type, "config": model.config.to_dict(),
-                                         "swaps": swaps})
+    # the config's own JSON (not to_dict() through AutoConfig.for_model, which breaks strict or nested configs)
+    atomic_write_text(path / CONFIG_NAME, model.config.to_json_string())
+    atomic_write_json(path / PLAN_NAME, {"model_type": model.config.model_type,
+                                         "config_class": type(model.config).__name__,
+                                         "model_class": type(model).__name__, "swaps": swaps,
+                                         "dtype": str(_main_dtype(model)).removeprefix("torch.")})
     atomic_write(path / WEIGHTS_NAME, lambda fh: torch.save(model.state_dict(), fh), mode="wb")
     return path
 
 
 def load_compressed(path: str | Path) -> nn.Module:
-    """Rebuild a model written by `save_compressed` (random init, swaps, then the saved weights)."""
+    """Rebuild a model written by `save_compressed` (random init, swaps, then the saved weights in their dtype)."""
+    import transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
     if not (path / PLAN_NAME).exists():
         raise UserError(f"Invalid path: {path} holds no {PLAN_NAME} (write it with save_compressed)")
     meta = json.loads((path / PLAN_NAME).read_text())
-    cfg = AutoConfig.for_model(meta["model_type"], **{k: v for k, v in meta["config"].items() if k != "model_type"})
-    model = AutoModelForCausalLM.from_config(cfg)
+    if (path / CONFIG_NAME).exists():
+        cfg_cls = getattr(transformers, meta.get("config_class", ""), None)
+        cfg = (cfg_cls or AutoConfig).from_pretrained(path)
+    else:  # written before config.json was saved
+        cfg = AutoConfig.for_model(meta["model_type"], **{k: v for k, v in meta["config"].items() if k != "model_type"})
+    model_cls = getattr(transformers, meta.get("model_class", ""), None)
+    model = model_cls._from_config(cfg) if model_cls is not None else AutoModelForCausalLM.from_config(cfg)
     swaps = {}
     for n, s in meta["swaps"].items():
         if s["type"] == "CompressedExperts":
-            swaps[n] = CompressedExperts.from_spec(s["spec"], getattr(model.get_submodule(n), "act_fn", F.silu))
-        else:
-            swaps[n] = PrunedRouter(**s["spec"])
+            swaps[n] = CompressedExperts.from_spec(s["spec"], model.get_submodule(n))
+        elif s["type"] == "SubsetRouter":  # around the fresh model's own router, then its weights are loaded
+            sp = s["spec"]
+            swaps[n] = SubsetRouter(model.get_submodule(n), sp["kept"], sp["num_experts"], sp["mode"])
+        else:  # PrunedRouter, written before the family's own router was used
+            raise UserError(f"Invalid path: {path} holds a {s['type']} that this version cannot load; recompress")
     swap_modules(model, swaps)
-    model.load_state_dict(torch.load(path / WEIGHTS_NAME, map_location="cpu"), strict=True)
+    if meta.get("dtype"):  # non-persistent buffers (rotary inv_freq) follow the model's cast, as they did
+        model.to(getattr(torch, meta["dtype"]))
+    state = torch.load(path / WEIGHTS_NAME, map_location="cpu")
+    own = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers(remove_duplicate=False))
+    for k, v in state.items():  # the saved dtypes (bf16 models, fp32 routers in them) win over the config's
+        if k in own and own[k] is not None and own[k].dtype != v.dtype:
+            own[k].data = own[k].data.to(v.dtype)
+    model.load_state_dict(state, strict=True)
     return model.eval()

@@ -1,7 +1,8 @@
 """Expert statistics of an HF MoE model from calibration data (used by LightMoE and its baselines).
 
-For every MoE layer (a module with a `gate` router and an `experts` store of 3-D weights, as in
-`Qwen2MoeSparseMoeBlock` / `OlmoeSparseMoeBlock` of transformers >= 5) this records, over calibration tokens:
+For every MoE layer (a module with a `gate` or `router` and an `experts` store of 3-D weights, as in
+`Qwen2MoeSparseMoeBlock` / `OlmoeSparseMoeBlock` of transformers >= 5; see `tenfold.moe.families`) this
+records, over calibration tokens (in the model's dtype and device; the statistics themselves in fp32):
 routing frequency (share of tokens whose top-k holds the expert), gate mass (mean routing weight), the
 router-logit similarity between experts (MC-SMoE's grouping signal) and the cosine similarity of expert
 outputs on a subsample of the layer's tokens (HC-SMoE's signal).
@@ -10,32 +11,27 @@ outputs on a subsample of the layer's tokens (HC-SMoE's signal).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tenfold.common.errors import UserError
+from tenfold.moe.families import MoELayer, find_moe_layers
 
 
 def moe_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(fully-qualified name, block) of every MoE block: a module with `gate` and `experts` children."""
-    out = []
-    for name, mod in model.named_modules():
-        experts = getattr(mod, "experts", None)
-        if hasattr(mod, "gate") and experts is not None and (hasattr(experts, "down_proj")
-                                                             or hasattr(experts, "dense_weights")):
-            out.append((name, mod))
-    return out
+    """(fully-qualified name, block) of every MoE block (see `tenfold.moe.families.find_moe_layers`)."""
+    return [(l.name, l.block) for l in find_moe_layers(model)]
 
 
-def require_moe(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """`moe_layers(model)`, or a `UserError` when the model has none."""
-    layers = moe_layers(model)
+def require_moe(model: nn.Module) -> list[MoELayer]:
+    """`find_moe_layers(model)`, or a `UserError` when the model has none (or an unsupported family)."""
+    layers = find_moe_layers(model)
     if not layers:
-        raise UserError(f"Invalid model: {type(model).__name__} has no MoE layers (modules with `gate` and "
-                        "`experts` holding 3-D gate_up_proj/down_proj, e.g. Qwen2MoeSparseMoeBlock)")
+        raise UserError(f"Invalid model: {type(model).__name__} has no MoE layers (modules with a `gate` or `router` "
+                        "and `experts` holding 3-D gate_up_proj/down_proj, e.g. Qwen2MoeSparseMoeBlock)")
     return layers
 
 
@@ -46,10 +42,24 @@ def expert_weights(experts: nn.Module) -> tuple[Tensor, Tensor]:
     return experts.gate_up_proj, experts.down_proj
 
 
-def expert_forward(gate_up: Tensor, down: Tensor, x: Tensor, act=F.silu) -> Tensor:
-    """One SwiGLU expert: x (N, H), gate_up (2I, H), down (H, I) -> (N, H)."""
-    g, u = F.linear(x, gate_up).chunk(2, dim=-1)
-    return F.linear(act(g) * u, down)
+def swiglu(gate_up: Tensor) -> Tensor:
+    """Default gated activation: silu(gate) * up on (N, 2I) -> (N, I)."""
+    g, u = gate_up.chunk(2, dim=-1)
+    return F.silu(g) * u
+
+
+def gate_of(experts: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The store's own gated activation (N, 2I) -> (N, I): transformers' `_apply_gate` (the family's act_fn,
+    clamps and alphas included), or SwiGLU for stores that have none."""
+    return getattr(experts, "_apply_gate", None) or getattr(experts, "apply_gate", None) or swiglu
+
+
+def expert_forward(gate_up: Tensor, down: Tensor, x: Tensor, gate: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """One gated expert: x (N, H), gate_up (2I, H), down (H, I) -> (N, H), in the weights' dtype; `gate` is the
+    family's gated activation (`gate_of(experts)`, SwiGLU by default). Same operations as transformers' eager
+    experts loop, so a dense slot reproduces the original expert bit for bit."""
+    h = (gate or swiglu)(F.linear(x.to(gate_up.dtype), gate_up))
+    return F.linear(h, down)
 
 
 @dataclass
@@ -98,21 +108,24 @@ def expert_stats(model: nn.Module, batches: Iterable[Tensor], *, sample_tokens: 
     list of LayerStats, in layer order.
     """
     layers = require_moe(model)
-    acc = {n: {"freq": 0, "mass": 0, "logits": [], "x": [], "n": 0} for n, _ in layers}
+    acc = {l.name: {"freq": 0, "mass": 0, "logits": [], "x": [], "n": 0} for l in layers}
     hooks = []
-    for name, block in layers:
-        def hook(mod, args, out, name=name):
+    for layer in layers:
+        def hook(mod, args, out, name=layer.name, E=layer.num_experts):
+            if not (isinstance(out, tuple) and len(out) == 3 and out[0].shape[-1] == E):
+                raise UserError(f"Unsupported router {type(mod).__name__} in {name}: its forward does not return "
+                                "(logits (N, E), weights (N, k), indices (N, k))")
             x = args[0].reshape(-1, args[0].shape[-1])
             logits, weights, idx = out  # (N, E), (N, k), (N, k)
             a = acc[name]
-            E = logits.shape[-1]
-            a["freq"] = a["freq"] + F.one_hot(idx, E).sum((0, 1)).float()
-            a["mass"] = a["mass"] + torch.zeros(E).index_add_(0, idx.reshape(-1), weights.reshape(-1).float())
-            a["logits"].append(logits.float())
+            a["freq"] = a["freq"] + F.one_hot(idx, E).sum((0, 1)).float()  # statistics in fp32, on the model's device
+            a["mass"] = a["mass"] + torch.zeros(E, device=idx.device).index_add_(0, idx.reshape(-1),
+                                                                                 weights.reshape(-1).float())
+            a["logits"].append(logits.float().masked_fill(torch.isinf(logits), 0.0))  # -inf: removed slots
             if sum(len(t) for t in a["x"]) < sample_tokens:
-                a["x"].append(x.float())
+                a["x"].append(x.detach())  # kept in the model's dtype: the experts run in it below
             a["n"] += x.shape[0]
-        hooks.append(block.gate.register_forward_hook(hook))
+        hooks.append(layer.router.register_forward_hook(hook))
     was = model.training
     model.eval()
     try:
@@ -123,16 +136,17 @@ def expert_stats(model: nn.Module, batches: Iterable[Tensor], *, sample_tokens: 
             h.remove()
         model.train(was)
     out = []
-    for name, block in layers:
+    for layer in layers:
+        name, block = layer.name, layer.block
         a = acc[name]
         if a["n"] == 0:
             raise UserError("Invalid batches: no calibration tokens were given")
         logits = F.normalize(torch.cat(a["logits"]).T, dim=1)  # (E, N)
         x = torch.cat(a["x"])[:sample_tokens]
         gu, dn = expert_weights(block.experts)
-        act = getattr(block.experts, "act_fn", F.silu)
-        outs = torch.stack([expert_forward(gu[e], dn[e], x, act).reshape(-1) for e in range(gu.shape[0])])
-        outs = F.normalize(outs, dim=1)
+        gate = gate_of(block.experts)
+        outs = torch.stack([expert_forward(gu[e], dn[e], x, gate).reshape(-1) for e in range(gu.shape[0])])
+        outs = F.normalize(outs.float(), dim=1)
         out.append(LayerStats(name, a["freq"] / a["n"], a["mass"] / a["n"], logits @ logits.T, outs @ outs.T,
                               a["n"]))
     return out
