@@ -49,3 +49,19 @@ def test_adam_trajectory_equals_fusionbench_loop(rank, iters, lr):
 
 def test_zero_task_vectors_have_zero_gradient():
     assert torch.equal(_wudi_gradient(torch.zeros(2, 3, 4))(torch.ones(3, 4)), torch.zeros(3, 4))
+
+
+def test_closed_form_ignores_the_rounding_noise_of_float32_weights():
+    """Merged-LoRA stages S, S + D, S + A stored as float32 weights: their differences from the base are low rank
+    plus rounding noise. The pseudo-inverse must not invert the noise (it blew a weight up 500x in the SSR run): the
+    merge equals the exact low-rank optimum."""
+    from tenfold.merging.merges import wudi, wudi_closed_form
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        base = 3.0 * torch.randn(192, 96, generator=g)
+        s_, d_, a_ = (0.01 * torch.randn(192, 6, generator=g) @ torch.randn(6, 96, generator=g) for _ in range(3))
+        exact = torch.stack([s_, s_ + d_, s_ + a_]).double()
+        want = wudi_closed_form(exact)  # float64 low-rank: no noise to invert
+        got = wudi({"w": base}, [{"w": base + t.float()} for t in exact], check_base=False)["w"].double() - base
+        assert float((got - want).norm() / want.norm()) < 1e-4

@@ -413,7 +413,8 @@ def wudi_objective(tau: torch.Tensor, task_vectors: torch.Tensor) -> torch.Tenso
     return (prod.pow(2).sum((1, 2)) / nrm).sum()
 
 
-def wudi_closed_form(task_vectors: torch.Tensor, *, rtol: float | None = None) -> torch.Tensor:
+def wudi_closed_form(task_vectors: torch.Tensor, *, rtol: float | None = None,
+                     noise: float | None = None) -> torch.Tensor:
     """The exact minimiser of `wudi_objective` for one 2-D weight (our derivation; float64 internally).
 
     With c_i = 1 / ||tau_i||^2, grad L = 2 sum_i c_i (tau - tau_i) tau_i^T tau_i = 0 gives tau A = B with
@@ -427,6 +428,12 @@ def wudi_closed_form(task_vectors: torch.Tensor, *, rtol: float | None = None) -
     task_vectors : torch.Tensor of shape (K, m, n)
     rtol : float, optional
         Relative cut-off of small eigenvalues of A for the pseudo-inverse (torch's default when None).
+    noise : float, optional
+        Size (Frobenius norm) of the rounding noise in each task vector, e.g. float32's eps x ||theta_base|| when
+        the task vectors are differences of float32 weights (what `wudi` passes). Eigen-directions of A at or
+        below that noise level, c_i (10 noise)^2 summed, are left out of the pseudo-inverse (ours): low-rank task
+        vectors (merged LoRAs) are made full-rank by that rounding, and inverting its tiny eigenvalues blew a
+        merged weight up 500x in the SSR reproduction (seed 1, found from the run's checkpoints; tested).
 
     Returns
     -------
@@ -441,7 +448,8 @@ def wudi_closed_form(task_vectors: torch.Tensor, *, rtol: float | None = None) -
     gram = tv.transpose(1, 2) @ tv  # (K, n, n): tau_i^T tau_i
     a = (c * gram).sum(0)  # (n, n), symmetric PSD
     b = (c * (tv @ gram)).sum(0)  # (m, n)
-    return b @ torch.linalg.pinv(a, rtol=rtol, hermitian=True)
+    atol = float((c.reshape(-1) * (10.0 * noise) ** 2).sum()) if noise else None
+    return b @ torch.linalg.pinv(a, rtol=rtol, atol=atol, hermitian=True)
 
 
 def wudi_adam(task_vectors: torch.Tensor, *, iters: int = 300, lr: float = 1e-5) -> torch.Tensor:
@@ -547,7 +555,10 @@ def wudi(base: StateDict, experts: Sequence[StateDict], *, solver: str = "closed
             continue
         d = _deltas(base, experts, k)
         if base[k].ndim == 2 and k not in excluded:
-            merged[k] = (wudi_closed_form(d, rtol=rtol) if solver == "closed_form"
+            # rounding noise of theta_i - theta_base: the weights' own precision, at least float32's (the maths)
+            eps = max(torch.finfo(base[k].dtype).eps, torch.finfo(torch.float32).eps)
+            noise = eps * float(base[k].double().norm())
+            merged[k] = (wudi_closed_form(d, rtol=rtol, noise=noise) if solver == "closed_form"
                          else wudi_adam(d, iters=iters, lr=lr)).float()
         else:
             merged[k] = d.mean(0)
