@@ -18,8 +18,8 @@ Only the top `adapt_layers` decoder layers are adapted (LoRA r=8 on every linear
 layers' outputs are cached once for all seeds and arms.
 
 Command: ``tenfold reproduce ssr --mode quick`` (32 / 16 prompts per domain, 1 adapted layer, 8-step experts,
-50 WUDI steps, 1 GRPO step; 3 seeds; about 122 s of units, budget 150 s) or ``--mode full`` (400 / 64 prompts,
-4 layers, scaffold 100 and experts 50 steps, 1,000 WUDI steps, 16 GRPO steps; 3 seeds; about 28 min).
+50 WUDI steps, 1 GRPO step; 3 seeds; about 126 s of units, budget 150 s) or ``--mode full`` (400 / 64 prompts,
+4 layers, scaffold 100 and experts 50 steps, 1,000 WUDI steps, 16 GRPO steps; 3 seeds; about 23 min).
 Numbers and verdicts: docs/ssr.md.
 """
 
