@@ -83,14 +83,15 @@ def test_full_rank_replacement_is_exact_and_anneal_blends():
     for base in ("cluster", "none"):
         mod = _replace_layer(block, [0, 2], st[0], LightMoEConfig(rank=min(H, I), base=base, anneal="none"))
         assert torch.allclose(mod(x, idx, w), ref, atol=1e-4)
-    mod = _replace_layer(block, [0, 1, 2], st[0], LightMoEConfig(rank=1, base="cluster", anneal="cosine"))
+    mod = _replace_layer(block, [0, 1, 2], st[0], LightMoEConfig(rank=1, base="cluster", anneal="cosine",
+                                                                  grouping="kmeans", base_weighting="mean"))
     assert mod.teacher_gate_up is not None and float(mod.lam) == 0.0
     assert torch.allclose(mod(x, idx, w), ref, atol=1e-6)  # lam = 0: the original experts
     mod.lam.fill_(1.0)
     low = mod(x, idx, w)
     mod.lam.fill_(0.25)
     assert torch.allclose(mod(x, idx, w), 0.25 * low + 0.75 * ref, atol=1e-5)
-    # the shared base is the mean of the replaced experts (one cluster)
+    # the earlier rule: the shared base is the mean of the replaced experts (one k-means cluster)
     assert torch.allclose(mod.base_gate_up[0], block.experts.gate_up_proj[[0, 1, 2]].mean(0), atol=1e-6)
 
 
@@ -131,7 +132,8 @@ def test_budget_reached_and_counted_exactly(method, ratio):
     H, I, E, L = 32, 32, 4, 2
     before = expert_param_count(m)
     assert before == L * E * 3 * H * I
-    _, plan = compress(m, ratio, method, stats=expert_stats(m, [X]), rank=2)
+    earlier = {"selection": "adaptive", "grouping": "kmeans"} if method == "lightmoe" else {}  # one base per layer
+    _, plan = compress(m, ratio, method, stats=expert_stats(m, [X]), rank=2, ratio_unit="params", **earlier)
     after = expert_param_count(m)
     assert plan["removed_ratio"] == pytest.approx(1 - after / before, abs=1e-6) and 1 - after / before >= ratio
     n = sum(map(len, plan["chosen"]))
@@ -147,7 +149,7 @@ def test_budget_reached_and_counted_exactly(method, ratio):
 @pytest.mark.parametrize("step,total,schedule,frac,want", [
     (0, 10, "cosine", 0.5, 0.0), (5, 10, "cosine", 0.5, 1.0), (9, 10, "cosine", 0.5, 1.0),
     (2, 8, "linear", 0.5, 0.5), (2, 8, "cosine", 0.5, 0.5), (1, 8, "linear", 0.5, 0.25), (0, 10, "none", 0.5, 1.0),
-    (3, 10, "linear", 0.0, 1.0)])
+    (3, 10, "linear", 0.0, 1.0), (3, 10, "linear", 0.3, 1.0), (1, 10, "linear", 0.3, 1 / 3), (2, 20, "linear", 0.3, 1 / 3)])
 def test_anneal_schedule(step, total, schedule, frac, want):
     assert anneal_lambda(step, total, schedule, frac) == pytest.approx(want)
 
@@ -229,7 +231,9 @@ def test_recovery_trains_replacements_not_kept_experts():
     (dict(ratio=0.0), "ratio"), (dict(ratio=1.0), "ratio"), (dict(ratio=-0.2), "ratio"),
     (dict(method="distill"), "method"), (dict(rank=999), "rank"), (dict(rank=0), "rank"),
     (dict(selection="random"), "selection"), (dict(anneal="step"), "anneal"), (dict(n_clusters=0), "n_clusters"),
-    (dict(ratio=0.9, method="prune"), "ratio"), (dict(ratio=0.95, rank=30), "ratio")])
+    (dict(ratio=0.9, method="prune"), "ratio"), (dict(ratio=0.95, rank=30, ratio_unit="params"), "ratio"),
+    (dict(grouping="spectral"), "grouping"), (dict(group_size=0), "group_size"), (dict(ratio_unit="bytes"), "ratio_unit"),
+    (dict(base_weighting="median"), "base_weighting"), (dict(threshold_clamp=(1.2, 0.8)), "threshold_clamp")])
 def test_compress_errors(kw, match):
     m = _model()
     st = expert_stats(m, [X])

@@ -1,14 +1,18 @@
 """LightMoE: MoE compression by expert replacing, with pruning and merging baselines, on HF MoE models.
 
 Paper: Hao, Hao, Guo, Shen, Luo, Hu, Zeng, *LightMoE: Reducing Mixture-of-Experts Redundancy through
-Expert Replacing*, arXiv 2603.12645 (2026). No reference code was found; only the abstract and third-party
-summaries were readable (../shared/research/elas-moe-merge.md section 2), so everything past the abstract
-is reconstruction and each choice is a field of `LightMoEConfig`.
+Expert Replacing*, arXiv 2603.12645 (2026). No official code was found; the defaults follow a detailed
+third-party summary of the full text (LightMoE part of ../shared/research/fidelity/elas-lightmoe.md, §6), and
+each choice is a field of `LightMoEConfig` whose help names its source ([paper-summary §x] or [ours]).
 
-Implemented: `compress(model, ratio, method=...)` for `lightmoe` (adaptive cross-layer selection by
-calibration score, hierarchical construction = per-cluster shared base (mean of the replaced experts)
-plus a per-expert low-rank delta initialised by truncated SVD, annealed recovery that blends the original
-expert's output into the replacement's with a weight going 1 -> 0), `naive_replace` (uniform per-layer
+Implemented: `compress(model, ratio, method=...)` for `lightmoe`: per-layer threshold selection on the
+layer-normalised gate importance, the threshold scaled by the layer's router-output norm and clamped to
+0.8-1.2x; the replaced experts grouped in threes around the most important ones by router-output cosine
+similarity, each group's shared base the importance-weighted mean and each member base + a rank-16 delta
+initialised by truncated SVD [ours]; annealed recovery with the original expert's weight going linearly
+1 -> 0 over the first 30% of the steps; ratio = fraction of routed experts replaced. The earlier rules
+(global ranking, k-means with one unweighted base per layer, rank 8, cosine anneal over 50%, parameter
+ratio) stay as options, collected in `EARLIER_DEFAULTS`. Baselines: `naive_replace` (uniform per-layer
 selection, each replaced expert = rank-r SVD of itself, no base, no annealing), `prune` (frequency-based
 dropping with router re-normalisation) and `merge` (MC-SMoE-style: dominant experts by frequency, others
 grouped by router-logit similarity, frequency-weighted weight averaging). Compressed layers are module
@@ -40,31 +44,66 @@ from tenfold.moe.families import SubsetRouter, check_mask_groups, group_limited
 from tenfold.moe.stats import LayerStats, expert_forward, expert_weights, require_moe
 
 METHODS = ("lightmoe", "prune", "merge", "naive_replace")
-SELECTIONS = ("adaptive", "uniform")
+SELECTIONS = ("threshold", "adaptive", "uniform")
 SCORES = ("gate_mass", "freq")
 BASES = ("cluster", "none")
+GROUPINGS = ("router_sim", "kmeans")
+BASE_WEIGHTINGS = ("importance", "mean")
+RATIO_UNITS = ("experts", "params")
 ANNEALS = ("cosine", "linear", "none")
 DENSE, LOWRANK, REMOVED = 0, 1, -1  # slot kinds
+
+# Source tags in the help texts: [paper-summary §x] = section x of the LightMoE part of the fidelity note
+# (../shared/research/fidelity/elas-lightmoe.md, a detailed third-party summary of the full text); [ours] = a
+# choice the summary leaves open.
 
 
 @dataclass
 class LightMoEConfig:
-    """Every open choice of the reconstruction; `method` presets fill the rest (see `method_defaults`)."""
+    """Every choice of the method; the defaults follow the paper's summary, `EARLIER_DEFAULTS` holds the rules
+    this code used before (global ranking, k-means base, rank 8, cosine anneal, parameter ratio); `method`
+    presets fill the rest (see `method_defaults`)."""
 
     method: Literal["lightmoe", "prune", "merge", "naive_replace"] = field("lightmoe", help="compression method")
-    ratio: float = field(0.5, help="fraction of expert parameters removed, 0 < ratio < 1 (paper: 0.3, 0.5)")
-    rank: int = field(8, help="rank of each replaced expert's low-rank delta (third-party summary: 16 at OLMoE)")
-    selection: Literal["adaptive", "uniform"] = field(
-        "adaptive", help="adaptive: globally lowest scores across layers; uniform: equal count per layer [R]")
-    score: Literal["gate_mass", "freq"] = field("gate_mass", help="importance of an expert on calibration data [R]")
-    base: Literal["cluster", "none"] = field("cluster", help="cluster: shared base + low-rank delta; none: SVD of "
-                                             "the expert itself [R]")
-    n_clusters: int = field(1, help="clusters (one shared base each) among a layer's replaced experts [R]")
-    anneal: Literal["cosine", "linear", "none"] = field("cosine", help="schedule of the original->replacement "
-                                                        "blend during recovery [R]")
-    anneal_frac: float = field(0.5, help="fraction of recovery steps over which the blend goes 0 -> 1 [R]")
-    train_base: bool = field(False, help="train the shared bases during recovery (else frozen) [R]")
-    min_kept: int = field(0, help="prune/merge: experts kept per layer at least (0 = the router's top-k)")
+    ratio: float = field(0.5, help="compression ratio, 0 < ratio < 1, in `ratio_unit` [paper-summary §7: 0.3, 0.5]")
+    ratio_unit: Literal["experts", "params"] = field(
+        "experts", help="experts: fraction of routed experts replaced/removed [paper-summary §6.5, inferred from its "
+        "expert-count argument]; params: fraction of expert parameters removed incl. bases and deltas (earlier)")
+    rank: int = field(16, help="rank of each replaced expert's low-rank delta [paper-summary §6.2: 16]; earlier 8")
+    selection: Literal["threshold", "adaptive", "uniform"] = field(
+        "threshold", help="threshold: per-layer threshold on the layer-normalised importance, scaled by the layer's "
+        "router-output norm and clamped [paper-summary §6.1]; adaptive: lowest raw scores globally across layers "
+        "(earlier); uniform: equal count per layer")
+    threshold_alpha: float = field(1.0, help="threshold: tau_l = tau * clip(exp(-alpha * z_l), lo, hi), z_l the "
+                                   "standardised router-output norm of layer l [ours: the summary gives the "
+                                   "exponential form, not its rate]")
+    threshold_clamp: tuple[float, float] = field((0.8, 1.2), help="threshold: clamp of the per-layer factor "
+                                                 "[paper-summary §6.1: 0.8-1.2x the base]")
+    score: Literal["gate_mass", "freq"] = field("gate_mass", help="importance of an expert on calibration data: "
+                                                "summed gate values [paper-summary §6.1]; freq: routing frequency")
+    base: Literal["cluster", "none"] = field("cluster", help="cluster: shared base per group + low-rank delta "
+                                             "[paper-summary §6.2]; none: SVD of the expert itself (naive)")
+    grouping: Literal["router_sim", "kmeans"] = field(
+        "router_sim", help="router_sim: the most important replaced experts are representatives, the others join "
+        "the one with the most similar router outputs (cosine), groups of `group_size` [paper-summary §6.2]; "
+        "kmeans: k-means on flattened weights into `n_clusters` groups (earlier)")
+    group_size: int = field(3, help="router_sim: experts per group [paper-summary §6.2: 3]")
+    n_clusters: int = field(1, help="kmeans: clusters (one shared base each) among a layer's replaced experts "
+                            "[ours, earlier]")
+    base_weighting: Literal["importance", "mean"] = field(
+        "importance", help="shared base = importance-weighted mean of the group [paper-summary §6.2]; mean: "
+        "unweighted (earlier)")
+    anneal: Literal["cosine", "linear", "none"] = field("linear", help="schedule of the original->replacement blend "
+                                                        "during recovery: linear [paper-summary §6.3]; cosine (earlier)")
+    anneal_frac: float = field(0.3, help="fraction of recovery steps after which only the replacement remains "
+                               "[paper-summary §6.3 searched 0.1-0.5; 0.3 is ours]; earlier 0.5")
+    train_base: bool = field(False, help="train the shared bases during recovery (else frozen) [ours]")
+    min_kept: int = field(0, help="prune/merge: experts kept per layer at least (0 = the router's top-k) [ours]")
+
+
+# the rules (and values) of this code before the paper's defaults: the reproduction passes them explicitly
+EARLIER_DEFAULTS = {"ratio_unit": "params", "rank": 8, "selection": "adaptive", "grouping": "kmeans",
+                    "n_clusters": 1, "base_weighting": "mean", "anneal": "cosine", "anneal_frac": 0.5}
 
 
 def method_defaults(method: str) -> dict:
@@ -80,6 +119,9 @@ def _validate(cfg: LightMoEConfig) -> None:
     check_choice("selection", cfg.selection, SELECTIONS)
     check_choice("score", cfg.score, SCORES)
     check_choice("base", cfg.base, BASES)
+    check_choice("grouping", cfg.grouping, GROUPINGS)
+    check_choice("base_weighting", cfg.base_weighting, BASE_WEIGHTINGS)
+    check_choice("ratio_unit", cfg.ratio_unit, RATIO_UNITS)
     check_choice("anneal", cfg.anneal, ANNEALS)
     if not 0 < cfg.ratio < 1:
         raise UserError(f"Invalid ratio: {cfg.ratio!r}; expected 0 < ratio < 1")
@@ -87,6 +129,11 @@ def _validate(cfg: LightMoEConfig) -> None:
         raise UserError(f"Invalid rank: {cfg.rank!r}; expected an integer >= 1")
     if cfg.n_clusters < 1:
         raise UserError(f"Invalid n_clusters: {cfg.n_clusters!r}; expected an integer >= 1")
+    if cfg.group_size < 1:
+        raise UserError(f"Invalid group_size: {cfg.group_size!r}; expected an integer >= 1")
+    lo, hi = cfg.threshold_clamp
+    if not 0 < lo <= hi:
+        raise UserError(f"Invalid threshold_clamp: {cfg.threshold_clamp!r}; expected 0 < lo <= hi")
     if not 0 <= cfg.anneal_frac <= 1:
         raise UserError(f"Invalid anneal_frac: {cfg.anneal_frac!r}; expected 0 <= anneal_frac <= 1")
 
@@ -276,8 +323,35 @@ def _scores(stats: Sequence[LayerStats], score: str) -> list[Tensor]:
     return [s.gate_mass if score == "gate_mass" else s.freq for s in stats]
 
 
-def _order(scores: list[Tensor], selection: str) -> list[tuple[int, int]]:
-    """(layer, expert) candidates in removal order: globally by score, or round-robin over layers."""
+def layer_threshold_factors(norms: Sequence[float], alpha: float = 1.0,
+                            clamp: tuple[float, float] = (0.8, 1.2)) -> list[float]:
+    """Per-layer threshold factors clip(exp(-alpha * z_l), lo, hi), z_l the standardised router-output norm.
+
+    Layers with a larger router-output norm (deeper ones, per the paper's summary §6.1) get a smaller threshold,
+    so fewer of their experts are replaced. All layers get 1.0 when the norms do not vary.
+    """
+    n = torch.tensor([float(v) for v in norms], dtype=torch.float64)
+    if not torch.isfinite(n).all():
+        raise UserError("Invalid stats: router-output norms are missing; recompute them with expert_stats")
+    sd = n.std(unbiased=False) if len(n) > 1 else torch.tensor(0.0, dtype=torch.float64)
+    z = (n - n.mean()) / sd if sd > 0 else torch.zeros_like(n)
+    return torch.exp(-alpha * z).clamp(clamp[0], clamp[1]).tolist()
+
+
+def _order(scores: list[Tensor], selection: str, factors: Sequence[float] | None = None) -> list[tuple[int, int]]:
+    """(layer, expert) candidates in removal order.
+
+    threshold: expert e of layer l is replaced when its layer-normalised score s_le < tau * f_l, so raising the
+    base threshold tau admits experts in increasing order of s_le / f_l (ties: lower layer, then lower index
+    [ours]); adaptive: globally by raw score; uniform: round-robin over layers, lowest score first.
+    """
+    if selection == "threshold":
+        flat = []
+        for l, s in enumerate(scores):
+            s = s.double()
+            s = s / s.sum() if float(s.sum()) > 0 else torch.full_like(s, 1.0 / len(s))
+            flat += [(float(s[e]) / factors[l], l, e) for e in range(len(s))]
+        return [(l, e) for _, l, e in sorted(flat)]
     if selection == "adaptive":
         flat = [(float(s[e]), l, e) for l, s in enumerate(scores) for e in range(len(s))]
         return [(l, e) for _, l, e in sorted(flat)]
@@ -285,45 +359,89 @@ def _order(scores: list[Tensor], selection: str) -> list[tuple[int, int]]:
     return [(l, per[l][j]) for j in range(max(map(len, per))) for l in range(len(per)) if j < len(per[l])]
 
 
+def _n_bases(cfg: LightMoEConfig, n_chosen: int) -> int:
+    """Shared bases a layer with `n_chosen` replaced experts holds."""
+    if cfg.base != "cluster" or not n_chosen:
+        return 0
+    if cfg.grouping == "router_sim":
+        return math.ceil(n_chosen / cfg.group_size)
+    return min(cfg.n_clusters, n_chosen)
+
+
 def plan_selection(stats: Sequence[LayerStats], dims: Sequence[tuple[int, int, int]], cfg: LightMoEConfig,
                    top_k: int) -> list[list[int]]:
-    """Experts chosen per layer so that at least `cfg.ratio` of the expert parameters are removed.
+    """Experts chosen per layer so that at least `cfg.ratio` is reached, in `cfg.ratio_unit`.
 
-    Replacing costs r(2H + 3I) parameters per expert plus one dense base per cluster; pruning and merging
-    free a whole expert each. Uniform selection takes experts round-robin over layers (lowest score
-    first within a layer), so per-layer counts differ by at most one.
+    experts: the fraction of routed experts (all layers) replaced / dropped / merged away. params: the
+    fraction of expert parameters removed; replacing costs r(2H + 3I) parameters per expert plus one dense
+    base per group, pruning and merging free a whole expert each. Candidates are taken in the order of
+    `cfg.selection` (see `_order`) until the target is met; a layer's cap (all experts for replacing, all but
+    top-k for pruning and merging) skips further candidates of that layer [ours]. Uniform selection takes
+    experts round-robin over layers, so per-layer counts differ by at most one.
 
     Returns
     -------
     list (per layer) of expert indices to replace / drop / merge away.
     """
-    total = sum(E * 3 * H * I for E, H, I in dims)
-    target = cfg.ratio * total
     replace = cfg.method in ("lightmoe", "naive_replace")
     cap = [E if replace else E - max(cfg.min_kept or top_k, 1) for E, _, _ in dims]
+    if cfg.ratio_unit == "experts":
+        total = sum(E for E, _, _ in dims)
+        target = math.ceil(cfg.ratio * total - 1e-9)
+    else:
+        total = sum(E * 3 * H * I for E, H, I in dims)
+        target = cfg.ratio * total
 
     def saved(chosen: list[list[int]]) -> float:
+        if cfg.ratio_unit == "experts":
+            return sum(map(len, chosen))
         s = 0.0
         for (E, H, I), c in zip(dims, chosen):
             pe = 3 * H * I
             if not replace:
                 s += len(c) * pe
             elif c:
-                bases = min(cfg.n_clusters, len(c)) if cfg.base == "cluster" else 0
-                s += len(c) * (pe - cfg.rank * (2 * H + 3 * I)) - bases * pe
+                s += len(c) * (pe - cfg.rank * (2 * H + 3 * I)) - _n_bases(cfg, len(c)) * pe
         return s
 
+    factors = None
+    if cfg.selection == "threshold":
+        factors = layer_threshold_factors([s.router_norm for s in stats], cfg.threshold_alpha, cfg.threshold_clamp)
     chosen: list[list[int]] = [[] for _ in dims]
-    order = _order(_scores(stats, cfg.score), cfg.selection)
+    order = _order(_scores(stats, cfg.score), cfg.selection, factors)
     for l, e in order:  # uniform: round-robin over layers, so per-layer counts differ by at most one
         if saved(chosen) >= target:
             break
         if len(chosen[l]) < cap[l]:
             chosen[l].append(e)
     if saved(chosen) < target:
-        raise UserError(f"Invalid ratio: {cfg.ratio} cannot be reached with method={cfg.method!r}, rank={cfg.rank}"
-                        f" (at most {saved(chosen) / total:.3f} of the expert parameters can be removed)")
+        raise UserError(f"Invalid ratio: {cfg.ratio} ({cfg.ratio_unit}) cannot be reached with method="
+                        f"{cfg.method!r}, rank={cfg.rank} (at most {saved(chosen) / total:.3f} can be removed)")
     return chosen
+
+
+def group_experts(chosen: Sequence[int], importance: Tensor, sim: Tensor, group_size: int = 3) -> list[int]:
+    """Group index (0..n_groups-1) of each chosen expert, by router-output similarity [paper-summary §6.2].
+
+    The ceil(n / group_size) most important chosen experts are the representatives (group g = the g-th most
+    important); the other chosen experts, most important first [ours], each join the representative with the
+    highest `sim` (cosine similarity of router outputs) among the groups that still have room.
+    Ties in importance: lower expert index first [ours].
+    """
+    chosen = list(chosen)
+    if not chosen:
+        return []
+    ranked = sorted(chosen, key=lambda e: (-float(importance[e]), e))
+    n_g = math.ceil(len(chosen) / group_size)
+    reps = ranked[:n_g]
+    group = {r: g for g, r in enumerate(reps)}
+    size = [1] * n_g
+    for e in ranked[n_g:]:
+        open_ = [g for g in range(n_g) if size[g] < group_size]
+        g = max(open_, key=lambda g: (float(sim[e, reps[g]]), -g))
+        group[e] = g
+        size[g] += 1
+    return [group[e] for e in chosen]
 
 
 def _kmeans(x: Tensor, k: int, iters: int = 20) -> list[int]:
@@ -342,6 +460,15 @@ def _kmeans(x: Tensor, k: int, iters: int = 20) -> list[int]:
     return torch.cdist(x, c).argmin(1).tolist()
 
 
+def base_weights(importance: Tensor, weighting: str = "importance") -> Tensor:
+    """Weights of a group's members in its shared base: importance / sum [paper-summary §6.2], or uniform for
+    `weighting="mean"` and for a group whose importances are all zero [ours]."""
+    w = importance.double()
+    if weighting == "mean" or float(w.sum()) <= 0:
+        return torch.full_like(w, 1.0 / len(w))
+    return w / w.sum()
+
+
 # ---- compress -----------------------------------------------------------------------------------------
 @torch.no_grad()
 def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig) -> CompressedExperts:
@@ -356,11 +483,19 @@ def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig
     groups: list[int] = [-1] * len(chosen)
     bases_gu, bases_dn = [], []
     if cfg.base == "cluster" and chosen:
-        flat = torch.cat([gu[chosen].reshape(len(chosen), -1), dn[chosen].reshape(len(chosen), -1)], 1)
-        groups = _kmeans(flat, min(cfg.n_clusters, len(chosen)))
+        imp = _scores([st], cfg.score)[0].detach().double().cpu()
+        if cfg.grouping == "router_sim":
+            groups = group_experts(chosen, imp, st.logit_sim.detach().cpu(), cfg.group_size)
+        else:
+            flat = torch.cat([gu[chosen].reshape(len(chosen), -1), dn[chosen].reshape(len(chosen), -1)], 1)
+            groups = _kmeans(flat, min(cfg.n_clusters, len(chosen)))
         for g in sorted(set(groups)):
             members = [c for c, gg in zip(chosen, groups) if gg == g]
-            bases_gu.append(gu[members].mean(0)); bases_dn.append(dn[members].mean(0))
+            if cfg.base_weighting == "mean":  # the earlier rule, bit for bit
+                bases_gu.append(gu[members].mean(0)); bases_dn.append(dn[members].mean(0))
+            else:
+                w = base_weights(imp[members], cfg.base_weighting).to(gu)[:, None, None]
+                bases_gu.append((w * gu[members]).sum(0)); bases_dn.append((w * dn[members]).sum(0))
         remap = {g: i for i, g in enumerate(sorted(set(groups)))}
         groups = [remap[g] for g in groups]
     kind, index = [0] * E, [0] * E
@@ -438,7 +573,9 @@ def compress(model: nn.Module, ratio: float, method: str = "lightmoe", *, stats:
     model : nn.Module
         An HF MoE causal LM (e.g. `Qwen2MoeForCausalLM`) with 3-D expert stores.
     ratio : float
-        Fraction of expert parameters to remove, 0 < ratio < 1 (achieved ratio is >= this; see the plan).
+        Compression ratio, 0 < ratio < 1, in `ratio_unit`: by default the fraction of routed experts replaced or
+        removed (the paper's unit, fidelity note §6.5); `ratio_unit="params"`: the fraction of expert parameters
+        removed. The achieved ratio is >= this; the plan reports both (`expert_ratio`, `param_ratio`).
     method : {"lightmoe", "prune", "merge", "naive_replace"}, default="lightmoe"
     stats : sequence of LayerStats
         Calibration statistics from `tenfold.moe.stats.expert_stats(model, batches)`.
@@ -448,7 +585,8 @@ def compress(model: nn.Module, ratio: float, method: str = "lightmoe", *, stats:
     Returns
     -------
     (model, plan) : the same model object, and a JSON-ready dict with the config, the chosen experts per
-        layer and the exact expert-parameter ratio achieved.
+        layer, the fraction of routed experts replaced/removed (`expert_ratio`) and the exact fraction of expert
+        parameters removed (`param_ratio`, also under its earlier name `removed_ratio`).
 
     Examples
     --------
@@ -486,8 +624,12 @@ def compress(model: nn.Module, ratio: float, method: str = "lightmoe", *, stats:
             swaps[f"{name}.experts"] = _replace_layer(block, c, st, cfg)
     swap_modules(model, swaps)
     after = expert_param_count(model)
-    plan = {"config": dataclasses.asdict(cfg), "chosen": chosen, "expert_params_before": before,
-            "expert_params_after": after, "removed_ratio": round(1 - after / before, 6)}
+    n_experts = sum(l.num_experts for l in layers)
+    plan = {"config": dataclasses.asdict(cfg), "chosen": chosen, "ratio_unit": cfg.ratio_unit,
+            "expert_params_before": before, "expert_params_after": after,
+            "expert_ratio": round(sum(map(len, chosen)) / n_experts, 6),  # routed experts replaced/removed
+            "param_ratio": round(1 - after / before, 6),  # expert parameters removed
+            "removed_ratio": round(1 - after / before, 6)}  # = param_ratio (kept for earlier readers)
     return model, plan
 
 
@@ -511,8 +653,11 @@ def compressed_experts(model: nn.Module) -> list[CompressedExperts]:
     return [m for m in model.modules() if isinstance(m, CompressedExperts)]
 
 
-def anneal_lambda(step: int, total: int, schedule: str = "cosine", frac: float = 0.5) -> float:
-    """Weight of the replacement at `step` of `total`: 0 -> 1 over the first `frac` of steps, then 1."""
+def anneal_lambda(step: int, total: int, schedule: str = "linear", frac: float = 0.3) -> float:
+    """Weight of the replacement at `step` of `total`: 0 -> 1 over the first `frac` of steps, then 1.
+
+    The original expert's weight is 1 - lambda: linear from 1 to 0 [paper-summary §6.3], ending at `frac` of
+    training (the paper searched 0.1-0.5; 0.3 is ours). `schedule="cosine"`, `frac=0.5` is the earlier rule."""
     check_choice("anneal", schedule, ANNEALS)
     span = frac * total
     if schedule == "none" or span <= 0 or step >= span:
@@ -545,7 +690,8 @@ class RecoveryConfig:
     lora_expert_rank: int = field(0, help="also LoRA every original 3-D expert store at this rank per expert (PEFT "
                                   "target_parameters; 0 = off)")
     anneal: str = field("none", help="anneal schedule of replaced experts (set from the compression config)")
-    anneal_frac: float = field(0.5, help="fraction of steps over which replacements anneal in")
+    anneal_frac: float = field(0.3, help="fraction of steps over which replacements anneal in [paper-summary §6.3 "
+                               "searched 0.1-0.5; 0.3 is ours]; earlier 0.5")
     train_base: bool = field(False, help="also train shared bases")
     train_factors: bool = field(True, help="train the replacement low-rank factors")
     checkpoint_every: int = field(0, help="steps between checkpoints (0 = never)")

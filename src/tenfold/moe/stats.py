@@ -4,7 +4,8 @@ For every MoE layer (a module with a `gate` or `router` and an `experts` store o
 `Qwen2MoeSparseMoeBlock` / `OlmoeSparseMoeBlock` of transformers >= 5; see `tenfold.moe.families`) this
 records, over calibration tokens (in the model's dtype and device; the statistics themselves in fp32):
 routing frequency (share of tokens whose top-k holds the expert), gate mass (mean routing weight), the
-router-logit similarity between experts (MC-SMoE's grouping signal) and the cosine similarity of expert
+router-logit similarity between experts (MC-SMoE's grouping signal; LightMoE's router-output similarity), the
+mean router-output norm per token (LightMoE's per-layer threshold scale) and the cosine similarity of expert
 outputs on a subsample of the layer's tokens (HC-SMoE's signal).
 """
 
@@ -80,6 +81,9 @@ class LayerStats:
         Cosine similarity between experts' flattened outputs on a token subsample.
     tokens : int
         Calibration tokens seen.
+    router_norm : float
+        Mean L2 norm of the router's output logits (N, E) per token (removed slots' -inf counted as 0); the
+        paper's summary (§6.1) scales each layer's threshold by it [what "router output" is: ours, the logits].
     """
 
     name: str
@@ -88,6 +92,7 @@ class LayerStats:
     logit_sim: Tensor
     output_sim: Tensor
     tokens: int
+    router_norm: float = float("nan")
 
 
 @torch.no_grad()
@@ -108,7 +113,7 @@ def expert_stats(model: nn.Module, batches: Iterable[Tensor], *, sample_tokens: 
     list of LayerStats, in layer order.
     """
     layers = require_moe(model)
-    acc = {l.name: {"freq": 0, "mass": 0, "logits": [], "x": [], "n": 0} for l in layers}
+    acc = {l.name: {"freq": 0, "mass": 0, "logits": [], "x": [], "n": 0, "norm": 0.0} for l in layers}
     hooks = []
     for layer in layers:
         def hook(mod, args, out, name=layer.name, E=layer.num_experts):
@@ -121,7 +126,9 @@ def expert_stats(model: nn.Module, batches: Iterable[Tensor], *, sample_tokens: 
             a["freq"] = a["freq"] + F.one_hot(idx, E).sum((0, 1)).float()  # statistics in fp32, on the model's device
             a["mass"] = a["mass"] + torch.zeros(E, device=idx.device).index_add_(0, idx.reshape(-1),
                                                                                  weights.reshape(-1).float())
-            a["logits"].append(logits.float().masked_fill(torch.isinf(logits), 0.0))  # -inf: removed slots
+            lf = logits.float().masked_fill(torch.isinf(logits), 0.0)  # -inf: removed slots
+            a["logits"].append(lf)
+            a["norm"] = a["norm"] + float(lf.norm(dim=-1).sum())
             if sum(len(t) for t in a["x"]) < sample_tokens:
                 a["x"].append(x.detach())  # kept in the model's dtype: the experts run in it below
             a["n"] += x.shape[0]
@@ -148,7 +155,7 @@ def expert_stats(model: nn.Module, batches: Iterable[Tensor], *, sample_tokens: 
         outs = torch.stack([expert_forward(gu[e], dn[e], x, gate).reshape(-1) for e in range(gu.shape[0])])
         outs = F.normalize(outs.float(), dim=1)
         out.append(LayerStats(name, a["freq"] / a["n"], a["mass"] / a["n"], logits @ logits.T, outs @ outs.T,
-                              a["n"]))
+                              a["n"], a["norm"] / a["n"]))
     return out
 
 
