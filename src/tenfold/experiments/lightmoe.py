@@ -306,8 +306,8 @@ def _gen_tok_s(model, cfg) -> float:
 
 
 def _run(arm, seed, cfg, ctx) -> UnitResult:
-    from tenfold.moe import (RecoveryConfig, compress, expert_param_count, expert_stats, param_bytes,
-                             routing_histogram, trainable_count)
+    from tenfold.moe import (EARLIER_DEFAULTS, LightMoEConfig, RecoveryConfig, compress, expert_param_count,
+                             expert_stats, param_bytes, routing_histogram, trainable_count)
 
     base, meta = pretrained_moe(cfg, ctx.progress)
     calib = [_batch(CALIB_SEED, i, cfg)[0] for i in range(cfg.calib_batches)]
@@ -320,7 +320,11 @@ def _run(arm, seed, cfg, ctx) -> UnitResult:
         kw = {k: v for k, v in p.items() if k not in ("method", "ratio", "lora_experts")}
         if p["method"] == "lightmoe":
             kw = {"n_clusters": cfg.n_clusters, "anneal": cfg.anneal, "anneal_frac": cfg.anneal_frac, **kw}
-        model, plan = compress(model, p["ratio"], p["method"], stats=expert_stats(model, calib), rank=cfg.rank, **kw)
+        # the earlier rules as the base config (parameter ratio, global ranking, one unweighted k-means base per
+        # layer, cosine anneal over 50%), so that the committed results stay valid now that the component's
+        # defaults follow the paper (docs/lightmoe.md); the method presets and this arm's settings go on top
+        model, plan = compress(model, p["ratio"], p["method"], stats=expert_stats(model, calib),
+                               config=LightMoEConfig(**EARLIER_DEFAULTS), rank=cfg.rank, **kw)
         anneal = plan["config"]["anneal"]
     torch.manual_seed(seed)  # LoRA init
     rcfg = RecoveryConfig(steps=cfg.finetune_steps, lr=cfg.finetune_lr, lora_rank=cfg.lora_rank, anneal=anneal,
