@@ -149,7 +149,8 @@ def test_budget_reached_and_counted_exactly(method, ratio):
 @pytest.mark.parametrize("step,total,schedule,frac,want", [
     (0, 10, "cosine", 0.5, 0.0), (5, 10, "cosine", 0.5, 1.0), (9, 10, "cosine", 0.5, 1.0),
     (2, 8, "linear", 0.5, 0.5), (2, 8, "cosine", 0.5, 0.5), (1, 8, "linear", 0.5, 0.25), (0, 10, "none", 0.5, 1.0),
-    (3, 10, "linear", 0.0, 1.0), (3, 10, "linear", 0.3, 1.0), (1, 10, "linear", 0.3, 1 / 3), (2, 20, "linear", 0.3, 1 / 3)])
+    (3, 10, "linear", 0.0, 1.0), (3, 10, "linear", 0.3, 1.0), (1, 10, "linear", 0.3, 1 / 3),
+    (2, 20, "linear", 0.3, 1 / 3)])
 def test_anneal_schedule(step, total, schedule, frac, want):
     assert anneal_lambda(step, total, schedule, frac) == pytest.approx(want)
 
@@ -232,7 +233,8 @@ def test_recovery_trains_replacements_not_kept_experts():
     (dict(method="distill"), "method"), (dict(rank=999), "rank"), (dict(rank=0), "rank"),
     (dict(selection="random"), "selection"), (dict(anneal="step"), "anneal"), (dict(n_clusters=0), "n_clusters"),
     (dict(ratio=0.9, method="prune"), "ratio"), (dict(ratio=0.95, rank=30, ratio_unit="params"), "ratio"),
-    (dict(grouping="spectral"), "grouping"), (dict(group_size=0), "group_size"), (dict(ratio_unit="bytes"), "ratio_unit"),
+    (dict(grouping="spectral"), "grouping"), (dict(group_size=0), "group_size"),
+    (dict(ratio_unit="bytes"), "ratio_unit"),
     (dict(base_weighting="median"), "base_weighting"), (dict(threshold_clamp=(1.2, 0.8)), "threshold_clamp")])
 def test_compress_errors(kw, match):
     m = _model()

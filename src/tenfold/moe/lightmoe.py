@@ -6,21 +6,21 @@ third-party summary of the full text (LightMoE part of ../shared/research/fideli
 each choice is a field of `LightMoEConfig` whose help names its source ([paper-summary §x] or [ours]).
 
 Implemented: `compress(model, ratio, method=...)` for `lightmoe`: per-layer threshold selection on the
-layer-normalised gate importance, the threshold scaled by the layer's router-output norm and clamped to
-0.8-1.2x; the replaced experts grouped in threes around the most important ones by router-output cosine
-similarity, each group's shared base the importance-weighted mean and each member base + a rank-16 delta
-initialised by truncated SVD [ours]; annealed recovery with the original expert's weight going linearly
-1 -> 0 over the first 30% of the steps; ratio = fraction of routed experts replaced. The earlier rules
-(global ranking, k-means with one unweighted base per layer, rank 8, cosine anneal over 50%, parameter
-ratio) stay as options, collected in `EARLIER_DEFAULTS`. Baselines: `naive_replace` (uniform per-layer
-selection, each replaced expert = rank-r SVD of itself, no base, no annealing), `prune` (frequency-based
-dropping with router re-normalisation) and `merge` (MC-SMoE-style: dominant experts by frequency, others
-grouped by router-logit similarity, frequency-weighted weight averaging). Compressed layers are module
-swaps (`CompressedExperts`, `SubsetRouter`) picked by fully-qualified name, so per-layer expert counts may
-differ although the HF config holds one count. `recover` fine-tunes with LoRA (PEFT) on the attention
-projections plus the replacement factors under the anneal schedule, with resumable checkpoints.
-`save_compressed`/`load_compressed` round-trip a compressed model. Not implemented: MC-SMoE's post-merge
-low-rank compression, NAEE's subset enumeration and dynamic skipping, HC-SMoE, OLMoE-scale models.
+layer-normalised gate importance, the threshold scaled by the layer's router-output norm and clamped to 0.8-1.2x;
+the replaced experts grouped in threes around the most important ones by router-output cosine similarity, each
+group's shared base the importance-weighted mean and each member base + a rank-16 delta initialised by truncated
+SVD [ours]; annealed recovery with the original expert's weight going linearly 1 -> 0 over the first 30% of the
+steps; ratio = fraction of routed experts replaced. The earlier rules (global ranking, k-means with one unweighted
+base per layer, rank 8, cosine anneal over 50%, parameter ratio) stay as options, collected in `EARLIER_DEFAULTS`;
+the rules on tensors are in `tenfold.moe.rules`. Baselines: `naive_replace` (uniform per-layer selection, each
+replaced expert = rank-r SVD of itself, no base, no annealing), `prune` (frequency-based dropping with router
+re-normalisation) and `merge` (MC-SMoE-style: dominant experts by frequency, others grouped by router-logit
+similarity, frequency-weighted weight averaging). Compressed layers are module swaps (`CompressedExperts`,
+`SubsetRouter`) picked by fully-qualified name, so per-layer expert counts may differ although the HF config holds
+one count. `recover` fine-tunes with LoRA (PEFT) on the attention projections plus the replacement factors under
+the anneal schedule, with resumable checkpoints. `save_compressed`/`load_compressed` round-trip a compressed
+model. Not implemented: MC-SMoE's post-merge low-rank compression, NAEE's subset enumeration and dynamic skipping,
+HC-SMoE, OLMoE-scale models.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from tenfold.common.checkpoint import load_checkpoint, save_checkpoint
 from tenfold.common.config import field
 from tenfold.common.errors import UserError, check_choice
 from tenfold.moe.families import SubsetRouter, check_mask_groups, group_limited
+from tenfold.moe.rules import base_weights, group_experts, kmeans, layer_threshold_factors
 from tenfold.moe.stats import LayerStats, expert_forward, expert_weights, require_moe
 
 METHODS = ("lightmoe", "prune", "merge", "naive_replace")
@@ -93,8 +94,9 @@ class LightMoEConfig:
     base_weighting: Literal["importance", "mean"] = field(
         "importance", help="shared base = importance-weighted mean of the group [paper-summary §6.2]; mean: "
         "unweighted (earlier)")
-    anneal: Literal["cosine", "linear", "none"] = field("linear", help="schedule of the original->replacement blend "
-                                                        "during recovery: linear [paper-summary §6.3]; cosine (earlier)")
+    anneal: Literal["cosine", "linear", "none"] = field(
+        "linear", help="schedule of the original->replacement blend during recovery: linear [paper-summary §6.3]; "
+        "cosine (earlier)")
     anneal_frac: float = field(0.3, help="fraction of recovery steps after which only the replacement remains "
                                "[paper-summary §6.3 searched 0.1-0.5; 0.3 is ours]; earlier 0.5")
     train_base: bool = field(False, help="train the shared bases during recovery (else frozen) [ours]")
@@ -323,21 +325,6 @@ def _scores(stats: Sequence[LayerStats], score: str) -> list[Tensor]:
     return [s.gate_mass if score == "gate_mass" else s.freq for s in stats]
 
 
-def layer_threshold_factors(norms: Sequence[float], alpha: float = 1.0,
-                            clamp: tuple[float, float] = (0.8, 1.2)) -> list[float]:
-    """Per-layer threshold factors clip(exp(-alpha * z_l), lo, hi), z_l the standardised router-output norm.
-
-    Layers with a larger router-output norm (deeper ones, per the paper's summary §6.1) get a smaller threshold,
-    so fewer of their experts are replaced. All layers get 1.0 when the norms do not vary.
-    """
-    n = torch.tensor([float(v) for v in norms], dtype=torch.float64)
-    if not torch.isfinite(n).all():
-        raise UserError("Invalid stats: router-output norms are missing; recompute them with expert_stats")
-    sd = n.std(unbiased=False) if len(n) > 1 else torch.tensor(0.0, dtype=torch.float64)
-    z = (n - n.mean()) / sd if sd > 0 else torch.zeros_like(n)
-    return torch.exp(-alpha * z).clamp(clamp[0], clamp[1]).tolist()
-
-
 def _order(scores: list[Tensor], selection: str, factors: Sequence[float] | None = None) -> list[tuple[int, int]]:
     """(layer, expert) candidates in removal order.
 
@@ -420,55 +407,6 @@ def plan_selection(stats: Sequence[LayerStats], dims: Sequence[tuple[int, int, i
     return chosen
 
 
-def group_experts(chosen: Sequence[int], importance: Tensor, sim: Tensor, group_size: int = 3) -> list[int]:
-    """Group index (0..n_groups-1) of each chosen expert, by router-output similarity [paper-summary §6.2].
-
-    The ceil(n / group_size) most important chosen experts are the representatives (group g = the g-th most
-    important); the other chosen experts, most important first [ours], each join the representative with the
-    highest `sim` (cosine similarity of router outputs) among the groups that still have room.
-    Ties in importance: lower expert index first [ours].
-    """
-    chosen = list(chosen)
-    if not chosen:
-        return []
-    ranked = sorted(chosen, key=lambda e: (-float(importance[e]), e))
-    n_g = math.ceil(len(chosen) / group_size)
-    reps = ranked[:n_g]
-    group = {r: g for g, r in enumerate(reps)}
-    size = [1] * n_g
-    for e in ranked[n_g:]:
-        open_ = [g for g in range(n_g) if size[g] < group_size]
-        g = max(open_, key=lambda g: (float(sim[e, reps[g]]), -g))
-        group[e] = g
-        size[g] += 1
-    return [group[e] for e in chosen]
-
-
-def _kmeans(x: Tensor, k: int, iters: int = 20) -> list[int]:
-    """Deterministic k-means (farthest-point init) on rows of x (n, d) -> cluster id per row."""
-    n = x.shape[0]
-    if k >= n:
-        return list(range(n))
-    cent = [0]
-    for _ in range(1, k):
-        d = torch.cdist(x, x[cent]).min(1).values
-        cent.append(int(d.argmax()))
-    c = x[cent].clone()
-    for _ in range(iters):
-        a = torch.cdist(x, c).argmin(1)
-        c = torch.stack([x[a == j].mean(0) if (a == j).any() else c[j] for j in range(k)])
-    return torch.cdist(x, c).argmin(1).tolist()
-
-
-def base_weights(importance: Tensor, weighting: str = "importance") -> Tensor:
-    """Weights of a group's members in its shared base: importance / sum [paper-summary §6.2], or uniform for
-    `weighting="mean"` and for a group whose importances are all zero [ours]."""
-    w = importance.double()
-    if weighting == "mean" or float(w.sum()) <= 0:
-        return torch.full_like(w, 1.0 / len(w))
-    return w / w.sum()
-
-
 # ---- compress -----------------------------------------------------------------------------------------
 @torch.no_grad()
 def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig) -> CompressedExperts:
@@ -488,7 +426,7 @@ def _replace_layer(block, chosen: list[int], st: LayerStats, cfg: LightMoEConfig
             groups = group_experts(chosen, imp, st.logit_sim.detach().cpu(), cfg.group_size)
         else:
             flat = torch.cat([gu[chosen].reshape(len(chosen), -1), dn[chosen].reshape(len(chosen), -1)], 1)
-            groups = _kmeans(flat, min(cfg.n_clusters, len(chosen)))
+            groups = kmeans(flat, min(cfg.n_clusters, len(chosen)))
         for g in sorted(set(groups)):
             members = [c for c, gg in zip(chosen, groups) if gg == g]
             if cfg.base_weighting == "mean":  # the earlier rule, bit for bit
