@@ -190,6 +190,12 @@ def test_reconcile_takes_any_base_and_never_reuses_a_merge_of_other_weights(pipe
     assert all(torch.equal(against_scaffold[k], want[k]) for k in want)
     against_base = pipe.reconcile("task_arithmetic", experts)  # same names, other base: a new merge
     assert any(not torch.equal(against_base[k], want[k]) for k in want)
+    # stage checkpoints by path give the same merge as their states
+    paths = {d: pipe.work_dir / f"expert_{d}_from_scaffold.pt" for d in experts}
+    by_path = pipe.reconcile("task_arithmetic", paths, pipe.work_dir / "scaffold_spatial.pt")
+    assert all(torch.equal(by_path[k], want[k]) for k in want)
+    with pytest.raises(UserError, match="not a stage checkpoint"):
+        pipe.reconcile("average", {"x": pipe.work_dir / "nothing.pt"})
 
 
 def test_experts_from_base_differ_from_experts_from_scaffold(pipe):

@@ -500,7 +500,8 @@ class SSRPipeline:
     def reconcile(self, method: str, experts: Mapping[str, Mapping[str, torch.Tensor]],
                   base: Mapping[str, torch.Tensor] | None = None, *, name: str | None = None,
                   **merge_kwargs: Any) -> StateDict:
-        """Stage 3: merge any stage models `experts` (name -> adapted-layer state) against any `base` (default:
+        """Stage 3: merge any stage models `experts` (name -> adapted-layer state, or the path of a stage checkpoint
+        ``<tag>.pt`` this pipeline wrote) against any `base` (the same kinds; default:
         the pre-trained model, the paper's choice) with a merge from `MERGES` (hyper-parameters: the registry's
         defaults, overridden by `merge_kwargs`). The result is checkpointed under a tag made of `method`, `name`
         (default: the expert names) and a hash of the base, the experts and the settings, so a call with other
@@ -512,9 +513,10 @@ class SSRPipeline:
         """
         info = MERGES.get(method)
         if not isinstance(experts, Mapping) or not experts:
-            raise UserError("Invalid experts: expected a non-empty mapping of stage name -> state dict, e.g. "
-                            "{'spatial': pipe.scaffold(), 'driving': pipe.specialise('driving')}")
-        base = self.base_state if base is None else base
+            raise UserError("Invalid experts: expected a non-empty mapping of stage name -> state dict or stage "
+                            "checkpoint path, e.g. {'spatial': pipe.scaffold(), 'driving': 'work/ssr/expert.pt'}")
+        experts = {k: _stage_state(v, f"experts[{k!r}]") for k, v in experts.items()}
+        base = self.base_state if base is None else _stage_state(base, "base")
         kw = {**info.hyper, **merge_kwargs}
         if info.stochastic and "generator" not in kw:
             kw["generator"] = self.cfg.seed
@@ -571,6 +573,18 @@ def stage_fingerprint(start: Mapping[str, torch.Tensor], mixture: Sequence[str],
         h.update(k.encode())
         h.update(start[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _stage_state(x: Any, name: str) -> Mapping[str, torch.Tensor]:
+    """A state dict as given, or the ``state`` of a stage checkpoint at path `x`."""
+    if isinstance(x, Mapping):
+        return x
+    if isinstance(x, (str, Path)):
+        ck = load_checkpoint(Path(x), restore_rng=False)
+        if ck is None or "state" not in ck:
+            raise UserError(f"Invalid {name}: {str(x)!r} is not a stage checkpoint (a <tag>.pt with a 'state')")
+        return ck["state"]
+    raise UserError(f"Invalid {name}: {type(x).__name__}; expected a state dict or a stage checkpoint path")
 
 
 def _check_fingerprint(ck: Mapping[str, Any], fp: str, path: Path) -> None:
