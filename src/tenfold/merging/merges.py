@@ -439,17 +439,26 @@ def wudi_closed_form(task_vectors: torch.Tensor, *, rtol: float | None = None,
     -------
     torch.Tensor of shape (m, n), float64
     """
+    ab = _wudi_system(task_vectors)
+    if ab is None:
+        return torch.zeros(task_vectors.shape[1:], dtype=torch.float64)
+    a, b, c = ab
+    atol = float((c * (10.0 * noise) ** 2).sum()) if noise else None
+    return b @ torch.linalg.pinv(a, rtol=rtol, atol=atol, hermitian=True)
+
+
+def _wudi_system(task_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """WUDI's normal equations tau A = B in float64: A = sum_i c_i tau_i^T tau_i (n, n), B = sum_i c_i tau_i
+    tau_i^T tau_i (m, n), c_i = 1 / ||tau_i||^2 over the non-zero task vectors (returned too); None if all are 0."""
     tv = task_vectors.double()
     norms = tv.reshape(len(tv), -1).pow(2).sum(-1)
     live = norms > 0
     if not bool(live.any()):
-        return torch.zeros(tv.shape[1:], dtype=torch.float64)
-    tv, c = tv[live], (1.0 / norms[live]).reshape(-1, 1, 1)
+        return None
+    tv, c = tv[live], 1.0 / norms[live]
     gram = tv.transpose(1, 2) @ tv  # (K, n, n): tau_i^T tau_i
-    a = (c * gram).sum(0)  # (n, n), symmetric PSD
-    b = (c * (tv @ gram)).sum(0)  # (m, n)
-    atol = float((c.reshape(-1) * (10.0 * noise) ** 2).sum()) if noise else None
-    return b @ torch.linalg.pinv(a, rtol=rtol, atol=atol, hermitian=True)
+    w = c.reshape(-1, 1, 1)
+    return (w * gram).sum(0), (w * (tv @ gram)).sum(0), c
 
 
 def wudi_adam(task_vectors: torch.Tensor, *, iters: int = 300, lr: float = 1e-5) -> torch.Tensor:
@@ -486,15 +495,11 @@ def _wudi_gradient(task_vectors: torch.Tensor) -> Callable[[torch.Tensor], torch
     tau A is computed as ((tau Q) diag(lambda)) Q^T from A's eigen-decomposition (eigenvalues below 1e-12 of
     the largest dropped), so an Adam step costs O(m n k) instead of autograd's O(K m^2 n).
     """
-    tv = task_vectors.double()
-    norms = tv.reshape(len(tv), -1).pow(2).sum(-1)
-    live = norms > 0
-    if not bool(live.any()):
+    ab = _wudi_system(task_vectors)
+    if ab is None:
         return lambda tau: torch.zeros_like(tau)
-    tv, c = tv[live], (1.0 / norms[live]).reshape(-1, 1, 1)
-    gram = tv.transpose(1, 2) @ tv  # (K, n, n)
-    a = (c * gram).sum(0)
-    b2 = (2.0 * (c * (tv @ gram)).sum(0)).float()  # 2 B, (m, n)
+    a, b, _ = ab
+    b2 = (2.0 * b).float()  # 2 B, (m, n)
     lam, q = torch.linalg.eigh(a)
     keep = lam > 1e-12 * float(lam.max().clamp_min(0.0))
     if int(keep.sum()) * 2 < a.shape[0]:  # low rank: factorised product
